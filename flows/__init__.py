@@ -1,0 +1,1 @@
+"""Prefect flows: ingest, features, dataset, train, evaluate."""

@@ -1,0 +1,235 @@
+"""Shared fixtures: a real PostgreSQL cluster and a real S3-protocol server, both started by the suite.
+
+* PostgreSQL: `initdb` + `pg_ctl` from Debian's postgresql package, run as the `postgres` user when the
+  suite runs as root (PostgreSQL refuses to run as root), on a free port of 127.0.0.1; one database per test.
+* S3: moto's threaded server on 127.0.0.1 (no MinIO server binary installs here; the MinIO SDK speaks to
+  it as to MinIO); one bucket per test.
+
+Neither is ever skipped: a missing PostgreSQL is a set-up error (the README's test command installs it).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# Keep every tool offline and inside the test run, before anything imports them.
+_RUN_DIR = Path(tempfile.mkdtemp(prefix="videobert-tests-"))
+for _name in list(os.environ):
+    if _name.startswith("VIDEOBERT_") and _name != "VIDEOBERT_VENV":
+        del os.environ[_name]
+os.environ.update(
+    {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PREFECT_HOME": str(_RUN_DIR / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"),
+        "DVC_NO_ANALYTICS": "1",
+        "DVC_SITE_CACHE_DIR": str(_RUN_DIR / "dvc-site"),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------------
+
+
+@dataclass
+class PgCluster:
+    """A running throwaway PostgreSQL cluster."""
+
+    bindir: Path
+    datadir: Path
+    port: int
+    user: str
+    version: str
+    as_postgres: bool
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{dbname}"
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        prefix = ["runuser", "-u", "postgres", "--"] if self.as_postgres else []
+        return subprocess.run(prefix + list(args), check=check, capture_output=True, text=True, timeout=120)
+
+    def stop(self, mode: str = "fast") -> None:
+        self.run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop", check=False)
+
+    def start(self) -> None:
+        opts = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.datadir.parent / 'sock'} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
+        )
+        self.run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.datadir.parent / "server.log"),
+            "-o", opts, "-w", "-t", "60", "start",
+        )
+
+
+def _pg_bindir() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    if not found:
+        pytest.fail(
+            "PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin/initdb): run the README's test "
+            "command (make test), which installs Debian's postgresql package"
+        )
+    return Path(found[-1]).parent
+
+
+def start_cluster() -> PgCluster:
+    """initdb + pg_ctl start a new cluster in a temporary folder; returns it running."""
+    bindir = _pg_bindir()
+    as_postgres = os.geteuid() == 0
+    base = Path(tempfile.mkdtemp(prefix="videobert-pg-"))
+    (base / "sock").mkdir()
+    if as_postgres:
+        shutil.chown(base, "postgres", "postgres")
+        shutil.chown(base / "sock", "postgres", "postgres")
+    user = "postgres" if as_postgres else os.environ.get("USER", "postgres")
+    cluster = PgCluster(bindir, base / "data", free_port(), user, "", as_postgres)
+    cluster.run(str(bindir / "initdb"), "-D", str(cluster.datadir), "-A", "trust", "-U", user, "-E", "UTF8", "--no-sync")
+    cluster.start()
+    cluster.version = cluster.run(str(bindir / "postgres"), "--version").stdout.strip()
+    return cluster
+
+
+def destroy_cluster(cluster: PgCluster) -> None:
+    cluster.stop("immediate")
+    shutil.rmtree(cluster.datadir.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """The suite's PostgreSQL cluster."""
+    cluster = start_cluster()
+    _SERVICES["postgres"] = f"{cluster.version} at 127.0.0.1:{cluster.port}"
+    yield cluster
+    destroy_cluster(cluster)
+
+
+def create_database(cluster: PgCluster) -> str:
+    """A new empty database on `cluster`; returns its URL."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"host=127.0.0.1 port={cluster.port} user={cluster.user} dbname=postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return cluster.url(name)
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PgCluster) -> str:
+    """URL of a fresh PostgreSQL database for one test."""
+    return create_database(pg_cluster)
+
+
+# --- S3 protocol (moto) ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """host:port of the suite's S3-protocol server."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    _SERVICES["s3"] = f"moto {__import__('moto').__version__} S3 server at 127.0.0.1:{port}"
+    yield f"127.0.0.1:{port}"
+    server.stop()
+
+
+def new_bucket_name() -> str:
+    return f"vb-{uuid.uuid4().hex[:16]}"
+
+
+# --- databases and stores, parametrized over both backends ----------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh empty database URL, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tracking.db'}"
+    return create_database(request.getfixturevalue("pg_cluster"))
+
+
+@pytest.fixture
+def db(db_url: str):  # noqa: ANN201
+    """A migrated Database on SQLite and on PostgreSQL."""
+    from videobert.db.engine import Database
+
+    database = Database(db_url)
+    database.upgrade()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path):  # noqa: ANN201
+    """An empty artifact store: a local folder, and a bucket on the S3-protocol server."""
+    from videobert.storage import LocalStore, MinioStore
+
+    if request.param == "local":
+        s = LocalStore(tmp_path / "artifacts")
+    else:
+        endpoint = request.getfixturevalue("s3_endpoint")
+        s = MinioStore(endpoint, new_bucket_name(), "test-access", "test-secret")
+    s.check()
+    return s
+
+
+# --- report which real services ran -------------------------------------------------------------------------
+
+_SERVICES: dict[str, str] = {}
+_OUTCOMES: dict[str, Counter[str]] = {"postgres": Counter(), "s3": Counter()}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        names = set(getattr(item, "fixturenames", ()))
+        if params.get("db_url") == "postgres" or names & {"pg_cluster", "pg_url"}:
+            item.add_marker(pytest.mark.postgres)
+        if params.get("store") == "s3" or "s3_endpoint" in names:
+            item.add_marker(pytest.mark.s3)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        for marker in ("postgres", "s3"):
+            if marker in report.keywords:
+                _OUTCOMES[marker][report.outcome] += 1
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
+    tr = terminalreporter
+    tr.section("real services")
+    labels = {"postgres": "PostgreSQL", "s3": "S3 protocol"}
+    for key, label in labels.items():
+        counts = _OUTCOMES[key]
+        where = _SERVICES.get(key, "not started")
+        detail = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no tests"
+        tr.write_line(f"{label} ({where}): {detail}")

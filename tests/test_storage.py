@@ -1,0 +1,218 @@
+"""The artifact store: the same cases on a local folder and on a real S3-protocol server."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import free_port
+from videobert.errors import IntegrityError, InvalidIdError, ObjectNotFoundError, StoreConfigError, StoreUnavailableError
+from videobert.storage import ArtifactStore, LocalStore, MinioStore, keys
+
+
+def test_put_get_stat_round_trip(store: ArtifactStore) -> None:
+    key = keys.video_artifact("vid_1", "download", "source.mp4")
+    data = os.urandom(100_000)
+    info = store.put_bytes(key, data)
+    assert info.key == key
+    assert info.size == len(data)
+    assert info.sha256 == hashlib.sha256(data).hexdigest()
+    assert store.stat(key) == info
+    assert store.exists(key)
+    assert store.get_bytes(key, verify=True) == data
+
+
+def test_put_file_and_get_file(store: ArtifactStore, tmp_path: Path) -> None:
+    src = tmp_path / "in.bin"
+    src.write_bytes(os.urandom(12 * 1024 * 1024 + 17))  # over one multipart part on S3
+    info = store.put_file("videos/-dash_id/download/source.mp4", src)
+    assert info.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
+    out = store.get_file(info.key, tmp_path / "sub" / "out.bin", verify=True)
+    assert out == info
+    assert (tmp_path / "sub" / "out.bin").read_bytes() == src.read_bytes()
+    with store.local_path(info.key, verify=True) as p:
+        assert p.read_bytes()[:100] == src.read_bytes()[:100]
+
+
+def test_json_round_trip_is_canonical(store: ArtifactStore) -> None:
+    a = store.put_json("videos/v/transcript/captions.json", {"b": 1, "a": [1, 2]})
+    b = store.put_json("videos/v/transcript/captions2.json", {"a": [1, 2], "b": 1})
+    assert a.sha256 == b.sha256
+    assert store.get_json(a.key) == {"a": [1, 2], "b": 1}
+
+
+def test_list_by_prefix_and_delete(store: ArtifactStore) -> None:
+    for vid in ("a1", "a2", "b1"):
+        store.put_bytes(keys.video_artifact(vid, "features", "clips.npz"), b"x")
+    store.put_bytes(keys.video_artifact("a1", "download", "source.mp4"), b"y")
+    assert store.list("videos/a") == [
+        "videos/a1/download/source.mp4",
+        "videos/a1/features/clips.npz",
+        "videos/a2/features/clips.npz",
+    ]
+    assert store.list(keys.video_prefix("b1")) == ["videos/b1/features/clips.npz"]
+    store.delete("videos/a1/features/clips.npz")
+    store.delete("videos/a1/features/clips.npz")  # deleting twice is fine
+    assert not store.exists("videos/a1/features/clips.npz")
+    assert len(store.list("")) == 3
+
+
+def test_missing_object(store: ArtifactStore) -> None:
+    with pytest.raises(ObjectNotFoundError, match="no object videos/nope/x/y"):
+        store.stat("videos/nope/x/y")
+    with pytest.raises(ObjectNotFoundError):
+        store.get_bytes("videos/nope/x/y")
+    assert not store.exists("videos/nope/x/y")
+
+
+@pytest.mark.parametrize(
+    "bad_id", ["../etc", "/etc/passwd", "a/b", "a\x00b", "$(touch pwned)", "x;rm -rf ~", "..", "", "a b"]
+)
+def test_bad_ids_are_rejected_before_anything_is_written(store: ArtifactStore, bad_id: str, tmp_path: Path) -> None:
+    with pytest.raises(InvalidIdError):
+        keys.video_artifact(bad_id, "download", "source.mp4")
+    if bad_id != "a/b":  # "videos/a/b/download/source.mp4" is a well-formed key; only keys.* build keys
+        with pytest.raises(InvalidIdError):
+            store.put_bytes(f"videos/{bad_id}/download/source.mp4", b"data")
+    assert store.list("") == []
+    assert not (tmp_path.parent / "etc").exists()
+
+
+@pytest.mark.parametrize("bad_key", ["/abs/key", "videos//x", "videos/x/", "a/../b", "a/./b", "a\x00/b"])
+def test_bad_keys_are_rejected(store: ArtifactStore, bad_key: str) -> None:
+    with pytest.raises(InvalidIdError):
+        store.put_bytes(bad_key, b"data")
+    assert store.list("") == []
+
+
+def test_readers_never_see_a_partial_object(store: ArtifactStore) -> None:
+    key = "videos/v/features/big.bin"
+    versions = [bytes([i]) * (3 * 1024 * 1024) for i in range(3)]
+    digests = {hashlib.sha256(v).hexdigest() for v in versions}
+    store.put_bytes(key, versions[0])
+    stop = threading.Event()
+    seen: list[str] = []
+
+    def writer() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            store.put_bytes(key, versions[i % 3])
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            seen.append(hashlib.sha256(store.get_bytes(key)).hexdigest())
+    finally:
+        stop.set()
+        thread.join()
+    assert seen and set(seen) <= digests  # every read was one whole version
+
+
+def test_verify_detects_a_changed_object(store: ArtifactStore) -> None:
+    info = store.put_bytes("videos/v/download/source.mp4", b"original")
+    store.verify(info)
+    store.put_bytes("videos/v/download/source.mp4", b"replaced")
+    with pytest.raises(IntegrityError, match="changed"):
+        store.verify(info)
+
+
+def test_url(store: ArtifactStore) -> None:
+    info = store.put_bytes("videos/v/frames/frames.bin", b"picture bytes")
+    url = store.url(info.key)
+    if isinstance(store, LocalStore):
+        assert url.startswith("file://") and Path(url[len("file://") :]).read_bytes() == b"picture bytes"
+    else:
+        assert "X-Amz-Signature" in url
+        assert requests.get(url, timeout=10).content == b"picture bytes"
+
+
+# --- backend-specific behaviour --------------------------------------------------------------------------
+
+
+def test_local_corruption_is_detected_on_verified_read(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "a")
+    info = store.put_bytes("videos/v/download/source.mp4", b"A" * 1000)
+    path = tmp_path / "a" / "videos" / "v" / "download" / "source.mp4"
+    st = path.stat()
+    with open(path, "r+b") as fh:  # flip bytes in place, keep size and mtime: bit rot
+        fh.write(b"B")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert store.get_bytes(info.key) [:1] == b"B"
+    with pytest.raises(IntegrityError, match="corrupt"):
+        store.get_bytes(info.key, verify=True)
+    with pytest.raises(IntegrityError):
+        store.get_file(info.key, tmp_path / "out", verify=True)
+    assert not (tmp_path / "out").exists()  # nothing half-written is left at the destination
+
+
+def test_local_store_rehashes_a_file_replaced_behind_its_back(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "a")
+    store.put_bytes("videos/v/x/y", b"one")
+    (tmp_path / "a" / "videos" / "v" / "x" / "y").write_bytes(b"three")
+    assert store.stat("videos/v/x/y").sha256 == hashlib.sha256(b"three").hexdigest()
+
+
+def test_local_store_leaves_no_temporary_files(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "a")
+    store.check()
+    for i in range(5):
+        store.put_bytes(f"videos/v/x/o{i}", b"z" * i)
+    assert list((tmp_path / "a" / ".tmp").iterdir()) == []
+    assert store.list("") == [f"videos/v/x/o{i}" for i in range(5)]
+
+
+def test_local_store_in_an_unusable_folder(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreConfigError, match="not writable"):
+        LocalStore(blocker / "store").check()
+
+
+def test_s3_corrupt_metadata_is_detected(s3_endpoint: str) -> None:
+    import io
+
+    store = MinioStore(s3_endpoint, "vb-corrupt", "k", "s")
+    store.check()
+    store.client.put_object(
+        bucket_name="vb-corrupt", object_name="videos/v/x/y", data=io.BytesIO(b"abc"), length=3,
+        metadata={"sha256": "0" * 64},
+    )
+    with pytest.raises(IntegrityError, match="corrupt"):
+        store.get_bytes("videos/v/x/y", verify=True)
+
+
+def test_s3_object_written_by_someone_else_is_hashed(s3_endpoint: str) -> None:
+    import io
+
+    store = MinioStore(s3_endpoint, "vb-foreign", "k", "s")
+    store.check()
+    store.client.put_object(bucket_name="vb-foreign", object_name="videos/v/x/y", data=io.BytesIO(b"abc"), length=3)
+    assert store.stat("videos/v/x/y").sha256 == hashlib.sha256(b"abc").hexdigest()
+    assert store.get_bytes("videos/v/x/y", verify=True) == b"abc"
+
+
+def test_s3_bucket_is_created_or_required(s3_endpoint: str) -> None:
+    MinioStore(s3_endpoint, "vb-created", "k", "s").check()
+    with pytest.raises(StoreConfigError, match="does not exist"):
+        MinioStore(s3_endpoint, "vb-absent", "k", "s", create_bucket=False).check()
+
+
+def test_unreachable_s3_server_gives_a_clear_error_quickly() -> None:
+    port = free_port()  # nothing listens there
+    store = MinioStore(f"127.0.0.1:{port}", "videobert", "k", "s", retries=1, connect_timeout_s=1)
+    t0 = time.monotonic()
+    with pytest.raises(StoreUnavailableError, match=f"cannot reach bucket videobert on http://127.0.0.1:{port}"):
+        store.check()
+    with pytest.raises(StoreUnavailableError):
+        store.put_bytes("videos/v/x/y", b"data")
+    assert time.monotonic() - t0 < 20
+    assert StoreUnavailableError.retryable

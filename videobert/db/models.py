@@ -1,0 +1,181 @@
+"""Tracking database tables (SQLAlchemy 2 typed declarative models).
+
+The database is the source of truth for per-video progress: one `StageRun` row per (video, stage). The same
+models run on SQLite (embedded default) and PostgreSQL; migrations live in `migrations/`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Annotated, Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on both backends (SQLite keeps no zone: store naive UTC, read back aware)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware UTC datetime")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def utcnow() -> dt.datetime:
+    """The current time, aware, in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+class StageStatus(StrEnum):
+    """Where a (video, stage) stands."""
+
+    PENDING = "pending"  # known, never claimed
+    RUNNING = "running"  # claimed by a worker (see claimed_by / lease_expires_at)
+    DONE = "done"  # artifacts written and verified, then this row committed
+    FAILED = "failed"  # error_type / error_message say why; `retryable` says if a re-run may help
+
+
+# Shared column types.
+VideoId = Annotated[str, mapped_column(String(128))]
+Sha256 = Annotated[str, mapped_column(String(64))]
+Json = Annotated[dict[str, Any], mapped_column(JSON, default=dict)]
+Timestamp = Annotated[dt.datetime, mapped_column(UTCDateTime(), default=utcnow)]
+MaybeTimestamp = Annotated[dt.datetime | None, mapped_column(UTCDateTime())]
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+
+class Video(Base):
+    """A video known to the pipeline, whatever its source."""
+
+    __tablename__ = "videos"
+    __table_args__ = (UniqueConstraint("source", "source_id", name="uq_videos_source"),)
+
+    # Validated id; also the folder of the video's objects in the store (`videos/<id>/`).
+    id: Mapped[VideoId] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))  # youtube | howto100m | local
+    source_id: Mapped[str] = mapped_column(String(1024))  # YouTube id, or the original file path
+    url: Mapped[str | None] = mapped_column(String(2048))
+    title: Mapped[str | None] = mapped_column(Text)
+    duration_s: Mapped[float | None] = mapped_column(Float)  # seconds, from metadata or the decoder
+    language: Mapped[str | None] = mapped_column(String(16))  # transcript language (BCP 47), when known
+    # Last stage event, e.g. "download:done" or "features:failed"; a summary, stage_runs has the detail.
+    state: Mapped[str] = mapped_column(String(64), default="registered")
+    info: Mapped[Json]  # source-specific extras (HowTo100M categories, rank, task id ...)
+    created_at: Mapped[Timestamp]
+    updated_at: Mapped[Timestamp] = mapped_column(onupdate=utcnow)
+
+    stages: Mapped[list[StageRun]] = relationship(back_populates="video", cascade="all, delete-orphan")
+
+
+class StageRun(Base):
+    """One stage of one video: its status, the fingerprint it ran with, its artifacts and its last error."""
+
+    __tablename__ = "stage_runs"
+    __table_args__ = (
+        UniqueConstraint("video_id", "stage", name="uq_stage_runs_video_stage"),
+        Index("ix_stage_runs_stage_status", "stage", "status"),
+        Index("ix_stage_runs_error_type", "error_type"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    video_id: Mapped[VideoId] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"))
+    stage: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=StageStatus.PENDING)
+    # sha256 of (input artifacts' sha256, the stage's parameters, its code version): see fingerprint.py.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # {name: {"key": str, "sha256": str, "size": int}} for every artifact the stage wrote.
+    artifacts: Mapped[Json]
+    # What the stage found, beyond its artifacts (e.g. {"transcript_source": "none"}).
+    outcome: Mapped[Json]
+    error_type: Mapped[str | None] = mapped_column(String(128))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    retryable: Mapped[bool | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(255))  # host:pid:process start time
+    claim_token: Mapped[str | None] = mapped_column(String(32))  # changes on every claim
+    lease_expires_at: Mapped[MaybeTimestamp]
+    started_at: Mapped[MaybeTimestamp]
+    finished_at: Mapped[MaybeTimestamp]
+
+    video: Mapped[Video] = relationship(back_populates="stages")
+
+
+class Codebook(Base):
+    """A visual-token codebook (hierarchical k-means), identified by its content hash."""
+
+    __tablename__ = "codebooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    content_hash: Mapped[Sha256] = mapped_column(unique=True)
+    levels: Mapped[int]
+    k: Mapped[int]  # children per node; k ** levels tokens
+    dim: Mapped[int]  # feature dimension
+    params: Mapped[Json]
+    store_prefix: Mapped[str] = mapped_column(String(1024))
+    metrics: Mapped[Json]  # inertia, cluster sizes, empty-leaf share, tree-vs-flat agreement
+    created_at: Mapped[Timestamp]
+
+
+class CorpusVersion(Base):
+    """A built training corpus (examples + split), identified by its content hash."""
+
+    __tablename__ = "corpus_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    content_hash: Mapped[Sha256] = mapped_column(unique=True)
+    codebook_id: Mapped[int | None] = mapped_column(ForeignKey("codebooks.id"))
+    params: Mapped[Json]
+    stats: Mapped[Json]  # example counts by kind and split, videos, tokens
+    store_prefix: Mapped[str] = mapped_column(String(1024))
+    created_at: Mapped[Timestamp]
+
+
+class TrainingRun(Base):
+    """One training run of VideoBERT on a corpus version."""
+
+    __tablename__ = "training_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    corpus_version_id: Mapped[int | None] = mapped_column(ForeignKey("corpus_versions.id"))
+    status: Mapped[str] = mapped_column(String(16), default=StageStatus.PENDING)
+    params: Mapped[Json]
+    checkpoint_key: Mapped[str | None] = mapped_column(String(1024))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[Timestamp]
+    finished_at: Mapped[MaybeTimestamp]
+
+    metrics: Mapped[list[TrainingMetric]] = relationship(back_populates="run", cascade="all, delete-orphan")
+
+
+class TrainingMetric(Base):
+    """One scalar logged by a training run (loss, accuracy ...) at a step."""
+
+    __tablename__ = "training_metrics"
+    __table_args__ = (Index("ix_training_metrics_run_name_step", "run_id", "name", "step"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("training_runs.id", ondelete="CASCADE"))
+    step: Mapped[int]
+    split: Mapped[str] = mapped_column(String(16), default="train")
+    name: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float] = mapped_column(Float)
+    logged_at: Mapped[Timestamp]
+
+    run: Mapped[TrainingRun] = relationship(back_populates="metrics")

@@ -1,0 +1,461 @@
+"""Every query of the tracking database, in one place.
+
+Claims are the heart of it: `claim_stage` lets exactly one worker run a (video, stage) at a time, on SQLite
+and PostgreSQL alike, with one conditional UPDATE whose row count says who won. A claim held by a worker
+that died (same host, process gone) or whose lease expired can be taken over.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from videobert.db.engine import Database
+from videobert.db.models import StageRun, StageStatus, Video, utcnow
+from videobert.errors import ClaimLostError, UnknownVideoError
+from videobert.ids import validate_name, validate_video_id
+from videobert.storage import ObjectInfo
+
+MAX_ERROR_MESSAGE_CHARS = 4000  # keep the head of very long tracebacks/messages
+
+
+# --- identities -----------------------------------------------------------------------------------
+
+
+def _process_start_ticks(pid: int) -> str | None:
+    """Start time of a process in clock ticks since boot (Linux), to tell a reused pid from the original."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        return fields[19].decode()  # field 22 of stat(5); the first two fields were split off
+    except (OSError, IndexError):
+        return None
+
+
+def owner_id(pid: int | None = None) -> str:
+    """`host:pid:start` of this process: who holds a claim."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_process_start_ticks(pid) or '?'}"
+
+
+def owner_is_dead(owner: str | None) -> bool:
+    """True when `owner` names a process on this host that no longer exists (or whose pid was reused)."""
+    if not owner:
+        return True
+    try:
+        host, pid_text, start = owner.rsplit(":", 2)
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if host != socket.gethostname():
+        return False  # cannot tell for another machine: the lease decides
+    current = _process_start_ticks(pid)
+    if current is None:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    return start != "?" and current != start
+
+
+# --- videos -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewVideo:
+    """A video to register."""
+
+    id: str
+    source: str
+    source_id: str
+    url: str | None = None
+    title: str | None = None
+    duration_s: float | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _insert(db: Database, table: Any) -> Any:
+    return (postgresql.insert if db.dialect == "postgresql" else sqlite.insert)(table)
+
+
+def register_videos(db: Database, videos: Iterable[NewVideo], batch: int = 1000) -> tuple[int, int]:
+    """Insert videos not yet known (by id); return (added, already known). Ids are validated first."""
+    rows = []
+    for v in videos:
+        validate_video_id(v.id)
+        validate_name(v.source, "source")
+        rows.append(
+            {
+                "id": v.id,
+                "source": v.source,
+                "source_id": v.source_id,
+                "url": v.url,
+                "title": v.title,
+                "duration_s": v.duration_s,
+                "info": v.info,
+                "state": "registered",
+                "created_at": utcnow(),
+                "updated_at": utcnow(),
+            }
+        )
+    added = 0
+    with db.session() as s:
+        for start in range(0, len(rows), batch):
+            chunk = rows[start : start + batch]
+            stmt = _insert(db, Video).values(chunk).on_conflict_do_nothing().returning(Video.id)
+            added += len(s.execute(stmt).all())
+    return added, len(rows) - added
+
+
+def get_video(db: Database, video_id: str) -> Video:
+    """The video row; UnknownVideoError if the id is not registered."""
+    with db.session() as s:
+        video = s.get(Video, video_id)
+        if video is None:
+            raise UnknownVideoError(f"unknown video id {video_id!r}: register it first (videobert ingest)")
+        s.expunge(video)
+        return video
+
+
+def known_video_ids(db: Database, ids: Sequence[str] | None = None) -> set[str]:
+    """The registered ids among `ids` (or all registered ids)."""
+    with db.session() as s:
+        stmt = select(Video.id)
+        if ids is not None:
+            found: set[str] = set()
+            for start in range(0, len(ids), 1000):
+                found.update(s.scalars(stmt.where(Video.id.in_(ids[start : start + 1000]))))
+            return found
+        return set(s.scalars(stmt))
+
+
+def update_video(db: Database, video_id: str, **values: Any) -> None:
+    """Set columns of one video (title, duration_s, language, info ...)."""
+    with db.session() as s:
+        result = s.execute(update(Video).where(Video.id == video_id).values(updated_at=utcnow(), **values))
+        if result.rowcount == 0:
+            raise UnknownVideoError(f"unknown video id {video_id!r}")
+
+
+# --- stage claims -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The right to run one (video, stage) until the claim is completed, failed or its lease ends."""
+
+    video_id: str
+    stage: str
+    fingerprint: str
+    token: str
+    attempt: int
+    owner: str
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Why a stage was not claimed."""
+
+    video_id: str
+    stage: str
+    reason: str  # "up to date" | "running elsewhere" | "failed permanently"
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class StageView:
+    """A read-only snapshot of a stage row, for planning."""
+
+    video_id: str
+    stage: str
+    status: str
+    fingerprint: str | None
+    artifacts: dict[str, Any]
+    outcome: dict[str, Any]
+    error_type: str | None
+    retryable: bool | None
+    attempts: int
+
+    def artifact(self, name: str) -> ObjectInfo:
+        """The recorded artifact `name` as ObjectInfo."""
+        a = self.artifacts[name]
+        return ObjectInfo(a["key"], int(a["size"]), a["sha256"])
+
+
+def _claimable(fingerprint: str, now: dt.datetime, retry_permanent: bool, force: bool) -> Any:
+    live_running = and_(StageRun.status == StageStatus.RUNNING, StageRun.lease_expires_at > now)
+    conditions = [
+        StageRun.status == StageStatus.PENDING,
+        and_(StageRun.status == StageStatus.RUNNING, StageRun.lease_expires_at <= now),
+        and_(StageRun.status == StageStatus.RUNNING, StageRun.lease_expires_at.is_(None)),
+        and_(
+            StageRun.status == StageStatus.DONE,
+            or_(StageRun.fingerprint.is_(None), StageRun.fingerprint != fingerprint),
+        ),
+        and_(
+            StageRun.status == StageStatus.FAILED,
+            or_(
+                StageRun.retryable.is_not(False),
+                StageRun.fingerprint.is_(None),
+                StageRun.fingerprint != fingerprint,
+            ),
+        ),
+    ]
+    if retry_permanent:
+        conditions.append(StageRun.status == StageStatus.FAILED)
+    if force:
+        return ~live_running
+    return or_(*conditions)
+
+
+def claim_stage(
+    db: Database,
+    video_id: str,
+    stage: str,
+    fingerprint: str,
+    lease_s: float,
+    *,
+    retry_permanent: bool = False,
+    force: bool = False,
+    owner: str | None = None,
+) -> Claim | Skip:
+    """Try to take (video, stage) for running with `fingerprint`; exactly one concurrent caller wins.
+
+    Returns a Claim, or a Skip saying why not: done with the same fingerprint ("up to date"), held by a
+    live worker ("running elsewhere"), or failed permanently with the same fingerprint (re-run it with
+    `retry_permanent`). `force` re-runs a done stage but never steals a live claim.
+    """
+    validate_video_id(video_id)
+    validate_name(stage, "stage")
+    owner = owner or owner_id()
+    token = uuid.uuid4().hex
+    now = utcnow()
+    values = {
+        "status": StageStatus.RUNNING,
+        "fingerprint": fingerprint,
+        "claimed_by": owner,
+        "claim_token": token,
+        "lease_expires_at": now + dt.timedelta(seconds=lease_s),
+        "attempts": StageRun.attempts + 1,
+        "started_at": now,
+        "finished_at": None,
+        "error_type": None,
+        "error_message": None,
+        "retryable": None,
+    }
+    with db.session() as s:
+        if s.get(Video, video_id) is None:
+            raise UnknownVideoError(f"unknown video id {video_id!r}: register it first")
+        s.execute(
+            _insert(db, StageRun)
+            .values(video_id=video_id, stage=stage, status=StageStatus.PENDING, attempts=0, artifacts={}, outcome={})
+            .on_conflict_do_nothing()
+        )
+    with db.session() as s:
+        won = s.execute(
+            update(StageRun)
+            .where(StageRun.video_id == video_id, StageRun.stage == stage)
+            .where(_claimable(fingerprint, now, retry_permanent, force))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    if won == 1:
+        return _claim_from_row(db, video_id, stage, token)
+
+    # Not claimable: say why, and take over a claim whose holder died on this host.
+    with db.session() as s:
+        row = s.execute(
+            select(StageRun.status, StageRun.fingerprint, StageRun.claimed_by, StageRun.claim_token,
+                   StageRun.error_type).where(StageRun.video_id == video_id, StageRun.stage == stage)
+        ).one()
+    if row.status == StageStatus.RUNNING and owner_is_dead(row.claimed_by):
+        with db.session() as s:
+            won = s.execute(
+                update(StageRun)
+                .where(StageRun.video_id == video_id, StageRun.stage == stage)
+                .where(StageRun.status == StageStatus.RUNNING, StageRun.claim_token == row.claim_token)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+        if won == 1:
+            return _claim_from_row(db, video_id, stage, token)
+        return Skip(video_id, stage, "running elsewhere", "another worker took over the dead claim first")
+    if row.status == StageStatus.RUNNING:
+        return Skip(video_id, stage, "running elsewhere", f"claimed by {row.claimed_by}")
+    if row.status == StageStatus.FAILED:
+        return Skip(video_id, stage, "failed permanently", row.error_type or "")
+    return Skip(video_id, stage, "up to date")
+
+
+def _claim_from_row(db: Database, video_id: str, stage: str, token: str) -> Claim:
+    with db.session() as s:
+        row = s.execute(
+            select(StageRun.fingerprint, StageRun.attempts, StageRun.claimed_by).where(
+                StageRun.video_id == video_id, StageRun.stage == stage, StageRun.claim_token == token
+            )
+        ).one()
+        s.execute(
+            update(Video)
+            .where(Video.id == video_id)
+            .values(state=f"{stage}:{StageStatus.RUNNING}", updated_at=utcnow())
+        )
+    return Claim(video_id, stage, row.fingerprint, token, row.attempts, row.claimed_by)
+
+
+def _finish(db: Database, claim: Claim, status: StageStatus, **values: Any) -> None:
+    now = utcnow()
+    with db.session() as s:
+        changed = s.execute(
+            update(StageRun)
+            .where(
+                StageRun.video_id == claim.video_id,
+                StageRun.stage == claim.stage,
+                StageRun.claim_token == claim.token,
+                StageRun.status == StageStatus.RUNNING,
+            )
+            .values(status=status, finished_at=now, lease_expires_at=None, **values)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if changed != 1:
+            raise ClaimLostError(
+                f"stage {claim.stage} of video {claim.video_id}: the claim was taken over by another worker "
+                "(its lease expired) before this one finished; its result was not recorded"
+            )
+        s.execute(
+            update(Video).where(Video.id == claim.video_id).values(state=f"{claim.stage}:{status}", updated_at=now)
+        )
+
+
+def complete_stage(
+    db: Database, claim: Claim, artifacts: dict[str, ObjectInfo], outcome: dict[str, Any] | None = None
+) -> None:
+    """Mark the claimed stage done with its (already written and verified) artifacts."""
+    _finish(
+        db,
+        claim,
+        StageStatus.DONE,
+        artifacts={n: {"key": a.key, "sha256": a.sha256, "size": a.size} for n, a in artifacts.items()},
+        outcome=outcome or {},
+    )
+
+
+def fail_stage(db: Database, claim: Claim, error_type: str, message: str, retryable: bool) -> None:
+    """Record the claimed stage's failure; `retryable` decides whether a plain re-run tries it again."""
+    if len(message) > MAX_ERROR_MESSAGE_CHARS:
+        message = message[:MAX_ERROR_MESSAGE_CHARS] + " ... [truncated]"
+    _finish(
+        db, claim, StageStatus.FAILED, error_type=error_type, error_message=message, retryable=retryable,
+        artifacts={}, outcome={},
+    )
+
+
+def extend_lease(db: Database, claim: Claim, lease_s: float) -> None:
+    """Push the claim's lease forward (long stages call this as a heartbeat)."""
+    with db.session() as s:
+        changed = s.execute(
+            update(StageRun)
+            .where(StageRun.claim_token == claim.token, StageRun.status == StageStatus.RUNNING)
+            .values(lease_expires_at=utcnow() + dt.timedelta(seconds=lease_s))
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    if changed != 1:
+        raise ClaimLostError(f"stage {claim.stage} of video {claim.video_id}: the claim is no longer held")
+
+
+def release_dead_claims(db: Database) -> int:
+    """Mark 'running' rows whose holder died on this host as failed (retryable, type Interrupted)."""
+    with db.session() as s:
+        rows = s.execute(
+            select(StageRun.id, StageRun.claimed_by, StageRun.claim_token).where(
+                StageRun.status == StageStatus.RUNNING
+            )
+        ).all()
+    released = 0
+    for row in rows:
+        if owner_is_dead(row.claimed_by):
+            with db.session() as s:
+                released += s.execute(
+                    update(StageRun)
+                    .where(StageRun.id == row.id, StageRun.claim_token == row.claim_token)
+                    .where(StageRun.status == StageStatus.RUNNING)
+                    .values(
+                        status=StageStatus.FAILED,
+                        error_type="Interrupted",
+                        error_message=f"worker {row.claimed_by} stopped before finishing",
+                        retryable=True,
+                        finished_at=utcnow(),
+                        lease_expires_at=None,
+                    )
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+    return released
+
+
+# --- reads for planning and reporting ---------------------------------------------------------------------
+
+
+def stage_views(db: Database, stages: Sequence[str], video_ids: Sequence[str] | None = None) -> dict[tuple[str, str], StageView]:
+    """Snapshots of the stage rows of `stages` (for `video_ids`, or all), keyed by (video id, stage)."""
+    out: dict[tuple[str, str], StageView] = {}
+    cols = (
+        StageRun.video_id, StageRun.stage, StageRun.status, StageRun.fingerprint, StageRun.artifacts,
+        StageRun.outcome, StageRun.error_type, StageRun.retryable, StageRun.attempts,
+    )
+    with db.session() as s:
+        base = select(*cols).where(StageRun.stage.in_(list(stages)))
+        chunks = [None] if video_ids is None else [video_ids[i : i + 1000] for i in range(0, len(video_ids), 1000)]
+        for chunk in chunks:
+            stmt = base if chunk is None else base.where(StageRun.video_id.in_(chunk))
+            for r in s.execute(stmt):
+                out[(r.video_id, r.stage)] = StageView(*r)
+    return out
+
+
+def status_counts(db: Database) -> list[tuple[str, str, int]]:
+    """(stage, status, count) for every stage and status present, sorted."""
+    with db.session() as s:
+        rows = s.execute(
+            select(StageRun.stage, StageRun.status, func.count()).group_by(StageRun.stage, StageRun.status)
+        ).all()
+    return sorted((r[0], r[1], r[2]) for r in rows)
+
+
+def video_count(db: Database) -> int:
+    """Number of registered videos."""
+    with db.session() as s:
+        return s.scalar(select(func.count()).select_from(Video)) or 0
+
+
+def top_errors(db: Database, limit: int = 10) -> list[tuple[str, str, int, str]]:
+    """The most frequent (stage, error type) among failed stages, with a count and one sample message."""
+    with db.session() as s:
+        rows = s.execute(
+            select(StageRun.stage, StageRun.error_type, func.count(), func.min(StageRun.error_message))
+            .where(StageRun.status == StageStatus.FAILED)
+            .group_by(StageRun.stage, StageRun.error_type)
+            .order_by(func.count().desc(), StageRun.stage)
+            .limit(limit)
+        ).all()
+    return [(r[0], r[1] or "?", r[2], r[3] or "") for r in rows]
+
+
+def videos_failed_with(db: Database, error_type: str, stage: str | None = None) -> list[str]:
+    """Ids of videos with a stage failed with `error_type` (optionally only in `stage`)."""
+    with db.session() as s:
+        stmt = select(StageRun.video_id).where(
+            StageRun.status == StageStatus.FAILED, StageRun.error_type == error_type
+        )
+        if stage:
+            stmt = stmt.where(StageRun.stage == stage)
+        return sorted(set(s.scalars(stmt)))

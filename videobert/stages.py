@@ -1,0 +1,96 @@
+"""Running one per-video stage with its database record: claim, run, verify, then mark done.
+
+The order is the contract that makes runs resumable: the stage's artifacts are written (atomically) and
+verified in the store first; only then is its row committed as done. A crash in between leaves a
+'running' row that the next run takes over, never a 'done' row without its artifacts.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from videobert.db import repository as repo
+from videobert.db.engine import Database
+from videobert.errors import ClaimLostError, DatabaseUnavailableError, VideobertError
+from videobert.storage import ArtifactStore, ObjectInfo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A per-video stage: its name and code version (bump the version when its output changes)."""
+
+    name: str
+    version: str
+
+
+@dataclass
+class StageOutput:
+    """What a stage body returns: the artifacts it wrote and what it found."""
+
+    artifacts: dict[str, ObjectInfo] = field(default_factory=dict)
+    outcome: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """How one (video, stage) ended in this run."""
+
+    video_id: str
+    stage: str
+    status: str  # done | failed | skipped
+    reason: str = ""  # skip reason, or the error type
+    message: str = ""
+    retryable: bool = False
+    outcome: dict[str, Any] = field(default_factory=dict)
+
+
+def execute_stage(
+    db: Database,
+    store: ArtifactStore,
+    video_id: str,
+    spec: StageSpec,
+    fingerprint: str,
+    body: Callable[[repo.Claim], StageOutput],
+    lease_s: float,
+    *,
+    retry_permanent: bool = False,
+    force: bool = False,
+    raise_retryable: bool = False,
+) -> StageResult:
+    """Claim (video, stage), run `body`, verify its artifacts, then record the result.
+
+    A failure of `body` is recorded on the row (error type, message, retryable) and returned as a
+    'failed' result, so that one bad video never stops a run. With `raise_retryable`, a retryable error is
+    re-raised after it is recorded, so that an orchestrator can retry the call with backoff.
+    Database and claim errors are never swallowed: without a database nothing can be recorded.
+    """
+    claim = repo.claim_stage(
+        db, video_id, spec.name, fingerprint, lease_s, retry_permanent=retry_permanent, force=force
+    )
+    if isinstance(claim, repo.Skip):
+        return StageResult(video_id, spec.name, "skipped", claim.reason, claim.detail)
+    try:
+        output = body(claim)
+        for info in output.artifacts.values():
+            store.verify(info)  # the artifact is there, whole, with the sha256 the body computed
+    except (DatabaseUnavailableError, ClaimLostError):
+        raise
+    except Exception as exc:  # the per-video boundary: record and go on
+        retryable = bool(getattr(exc, "retryable", False)) or not isinstance(exc, VideobertError)
+        message = str(exc) or type(exc).__name__
+        if not isinstance(exc, VideobertError):
+            # An unexpected error is a bug or an environment problem: keep where it happened.
+            message += "\n" + "".join(traceback.format_exception(exc, limit=-3)).strip()
+        repo.fail_stage(db, claim, type(exc).__name__, message, retryable)
+        log.warning("video %s stage %s failed: %s: %s", video_id, spec.name, type(exc).__name__, str(exc)[:300])
+        if raise_retryable and retryable:
+            raise
+        return StageResult(video_id, spec.name, "failed", type(exc).__name__, message, retryable)
+    repo.complete_stage(db, claim, output.artifacts, output.outcome)
+    return StageResult(video_id, spec.name, "done", outcome=output.outcome)

@@ -1,0 +1,4 @@
+"""VideoBERT model side (torch + transformers): config, model, visual tokenizer, collator, inference.
+
+Imports nothing from the pipeline packages (`videobert`, `tasks`, `flows`).
+"""
