@@ -12,7 +12,13 @@ import pytest
 import requests
 
 from tests.conftest import free_port
-from videobert.errors import IntegrityError, InvalidIdError, ObjectNotFoundError, StoreConfigError, StoreUnavailableError
+from videobert.errors import (
+    IntegrityError,
+    InvalidIdError,
+    ObjectNotFoundError,
+    StoreConfigError,
+    StoreUnavailableError,
+)
 from videobert.storage import ArtifactStore, LocalStore, MinioStore, keys
 
 

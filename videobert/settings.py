@@ -129,7 +129,7 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @model_validator(mode="after")
-    def _check_minio_complete(self) -> "Settings":
+    def _check_minio_complete(self) -> Settings:
         if self.store == "minio":
             missing = [
                 f"{ENV_PREFIX}{name.upper()}"

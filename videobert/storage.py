@@ -537,7 +537,7 @@ class _ResponseStream(io.RawIOBase):
         super().close()
 
 
-def open_store(settings: "Settings", check: bool = True) -> ArtifactStore:
+def open_store(settings: Settings, check: bool = True) -> ArtifactStore:
     """The artifact store the settings describe; with `check`, fail now if it is unusable."""
     store: ArtifactStore
     if settings.store == "minio":

@@ -137,7 +137,7 @@ def _first_line(exc: object) -> str:
     return text_.splitlines()[0] if text_ else type(exc).__name__
 
 
-def open_database(settings: "Settings", migrate: bool | None = None) -> Database:
+def open_database(settings: Settings, migrate: bool | None = None) -> Database:
     """Connect to the configured database and make sure its schema is current.
 
     `migrate=None` (the default) upgrades the embedded SQLite database automatically and only checks a
