@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -87,6 +88,105 @@ def status(
         for stage, etype, n, msg in top:
             etable.add_row(stage, etype, str(n), msg.splitlines()[0][:120] if msg else "")
         console.print(etable)
+
+
+def configure_prefect(settings) -> None:  # noqa: ANN001
+    """Point Prefect at the configured API (or its own local server) and keep its files in the data folder."""
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_HOME", str(settings.resolved_data_dir / "prefect"))
+    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)  # Prefect does not create it
+    # Prefect's own local server migrates its SQLite database on first start: give it time on small machines.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    if settings.prefect_api_url:
+        os.environ["PREFECT_API_URL"] = settings.prefect_api_url
+
+
+def _print_summary(summary: dict, settings) -> None:  # noqa: ANN001
+    table = Table("stage", "status", "count", title="ingest results")
+    for key, n in summary["results"].items():
+        stage, status = key.split(":", 1)
+        table.add_row(stage, status, str(n))
+    for stage, reasons in summary["skipped_before_submit"].items():
+        for reason, n in reasons.items():
+            table.add_row(stage, f"skipped ({reason})", str(n))
+    console.print(table)
+    if summary["top_errors"]:
+        etable = Table("stage", "error type", "count", title="most frequent errors")
+        for stage, etype, n in summary["top_errors"]:
+            etable.add_row(stage, etype, str(n))
+        console.print(etable)
+    for entry, why in summary["rejected"]:
+        console.print(f"[yellow]rejected[/] {entry}: {why}")
+    if summary["rejected_count"] > len(summary["rejected"]):
+        console.print(f"... and {summary['rejected_count'] - len(summary['rejected'])} more rejected entries")
+    for vid in summary["unknown_ids"]:
+        console.print(f"[yellow]unknown video id[/] {vid}")
+    from videobert.settings import mask_url_password
+
+    console.print(f"database: {mask_url_password(settings.resolved_database_url)}")
+    console.print(f"artifacts: {settings.store == 'local' and settings.resolved_store_dir or settings.minio_bucket}")
+
+
+def _run_ingest(request_fields: dict, params: Path, quiet: bool) -> dict:
+    from pydantic import ValidationError
+
+    settings = _settings()
+    configure_prefect(settings)
+    from flows.ingest import IngestRequest, run_ingest
+    from flows.progress import RichReporter, use_reporter
+
+    try:
+        request = IngestRequest(**{k: v for k, v in request_fields.items() if v not in (None, [])})
+    except ValidationError as exc:
+        raise SettingsError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+    if quiet:
+        summary = run_ingest(request, str(params))
+    else:
+        with use_reporter(RichReporter(console)):
+            summary = run_ingest(request, str(params))
+    _print_summary(summary, settings)
+    return summary
+
+
+@app.command()
+def ingest(
+    ids: Annotated[Path | None, typer.Option("--ids", help="Text file of YouTube ids or URLs.")] = None,
+    howto100m: Annotated[Path | None, typer.Option("--howto100m", help="HowTo100M csv.")] = None,
+    local: Annotated[Path | None, typer.Option("--local", help="Folder of video files.")] = None,
+    video: Annotated[list[str] | None, typer.Option("--video", help="A registered video id (repeatable).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N videos of the source.")] = None,
+    category: Annotated[list[str] | None, typer.Option(help="HowTo100M category filter (repeatable).")] = None,
+    captions: Annotated[Path | None, typer.Option(help="HowTo100M raw_caption.json.")] = None,
+    stage: Annotated[list[str] | None, typer.Option(help="Run only these stages (repeatable).")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Videos in flight at once.")] = None,
+    force: Annotated[bool, typer.Option(help="Re-run stages that are up to date.")] = False,
+    params: Annotated[Path, typer.Option(help="Parameters file.")] = Path("params.yaml"),
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Register videos from a source and run download, transcript and punctuation for each."""
+    _run_ingest(
+        {
+            "ids_file": ids and str(ids), "howto100m_csv": howto100m and str(howto100m),
+            "local_dir": local and str(local), "video_ids": video, "limit": limit, "categories": category,
+            "howto100m_captions": captions and str(captions), "stages": stage, "concurrency": concurrency,
+            "force": force,
+        },
+        params,
+        quiet,
+    )
+
+
+@app.command()
+def retry(
+    error_type: Annotated[str, typer.Option("--error-type", help="Error type, as `videobert status` lists it.")],
+    concurrency: Annotated[int | None, typer.Option(help="Videos in flight at once.")] = None,
+    params: Annotated[Path, typer.Option(help="Parameters file.")] = Path("params.yaml"),
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Re-run the stages of the videos that failed with one error type (permanent ones included)."""
+    _run_ingest({"retry_error_type": error_type, "concurrency": concurrency}, params, quiet)
 
 
 @app.command()

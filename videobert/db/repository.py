@@ -128,6 +128,23 @@ def get_video(db: Database, video_id: str) -> Video:
         return video
 
 
+def get_videos(db: Database, ids: Sequence[str]) -> dict[str, Video]:
+    """The registered videos among `ids`, by id (detached rows)."""
+    out: dict[str, Video] = {}
+    with db.session() as s:
+        for start in range(0, len(ids), 1000):
+            for video in s.scalars(select(Video).where(Video.id.in_(ids[start : start + 1000]))):
+                out[video.id] = video
+        s.expunge_all()
+    return out
+
+
+def all_video_ids(db: Database) -> list[str]:
+    """Every registered video id, sorted."""
+    with db.session() as s:
+        return sorted(s.scalars(select(Video.id)))
+
+
 def known_video_ids(db: Database, ids: Sequence[str] | None = None) -> set[str]:
     """The registered ids among `ids` (or all registered ids)."""
     with db.session() as s:

@@ -1,0 +1,167 @@
+"""The `ingest` flow: register videos from a source, then download, transcript and punctuate each one.
+
+Stages that are up to date are skipped before any task is submitted (the plan reads the database only).
+A failed video never fails the flow: its error is on its stage row, and the flow returns counts by status
+and the most frequent error types.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.futures import PrefectFuture, as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import BaseModel, Field, model_validator
+
+from flows.progress import reporter
+from tasks.ingest import configured
+from videobert.db import repository as repo
+from videobert.ingest import STAGE_NAMES, StageOptions, plan_ingest
+from videobert.params import load_params
+from videobert.runtime import get_runtime
+from videobert.sources import DEFAULT_HOWTO100M_CATEGORIES, SourceScan, read_howto100m_csv, read_id_file, read_local_dir
+
+MAX_REJECTED_SHOWN = 20
+
+
+class IngestRequest(BaseModel):
+    """Which videos to ingest and how. Give at most one source; none means every registered video."""
+
+    ids_file: str | None = Field(None, description="text file of YouTube ids or URLs, one per line")
+    howto100m_csv: str | None = Field(None, description="HowTo100M csv (video_id, category_1, ...)")
+    local_dir: str | None = Field(None, description="folder of video files; ids from file names")
+    video_ids: list[str] | None = Field(None, description="registered video ids")
+    retry_error_type: str | None = Field(None, description="re-run only videos that failed with this error type")
+    categories: list[str] = Field(list(DEFAULT_HOWTO100M_CATEGORIES), description="HowTo100M category filter")
+    limit: int | None = Field(None, ge=1, description="take only the first N videos of the source")
+    stages: list[str] = Field(list(STAGE_NAMES), description="stages to run")
+    force: bool = Field(False, description="re-run stages that are up to date")
+    concurrency: int | None = Field(None, ge=1, description="videos in flight; default: params ingest.concurrency")
+    howto100m_captions: str | None = Field(None, description="override transcript.howto100m_captions")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> IngestRequest:
+        given = [n for n in ("ids_file", "howto100m_csv", "local_dir", "video_ids", "retry_error_type")
+                 if getattr(self, n)]
+        if len(given) > 1:
+            raise ValueError(f"give at most one source, got {', '.join(given)}")
+        unknown = [s for s in self.stages if s not in STAGE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown stages {unknown}: choose from {list(STAGE_NAMES)}")
+        return self
+
+
+def _select(request: IngestRequest, db: Any) -> tuple[list[str], SourceScan | None, int]:
+    """Register the source's videos; return the ids to work on, the scan, and how many were new."""
+    scan: SourceScan | None = None
+    if request.ids_file:
+        scan = read_id_file(request.ids_file, request.limit)
+    elif request.howto100m_csv:
+        scan = read_howto100m_csv(request.howto100m_csv, request.categories or None, request.limit)
+    elif request.local_dir:
+        scan = read_local_dir(request.local_dir, request.limit)
+    if scan is not None:
+        added, _known = repo.register_videos(db, scan.videos)
+        return [v.id for v in scan.videos], scan, added
+    if request.video_ids:
+        ids = list(request.video_ids)
+    elif request.retry_error_type:
+        ids = repo.videos_failed_with(db, request.retry_error_type)
+    else:
+        ids = repo.all_video_ids(db)
+    return (ids[: request.limit] if request.limit else ids), None, 0
+
+
+@flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=64), log_prints=False)
+def ingest(request: IngestRequest = IngestRequest(), params_file: str = "params.yaml") -> dict[str, Any]:
+    """Register videos and run their ingest stages; returns counts by stage and status, and top errors."""
+    from prefect.runtime import flow_run
+
+    logger = get_run_logger()
+    params = load_params(params_file)
+    if request.howto100m_captions:
+        params = params.model_copy(update={"transcript": params.transcript.model_copy(
+            update={"howto100m_captions": request.howto100m_captions})})
+    rt = get_runtime()
+    released = repo.release_dead_claims(rt.db)
+    if released:
+        logger.info("released %d stages left running by workers that stopped", released)
+
+    ids, scan, added = _select(request, rt.db)
+    if scan is not None:
+        logger.info("source: %d videos (%d new), %d entries rejected", len(scan.videos), added, len(scan.rejected))
+        for entry, why in scan.rejected[:MAX_REJECTED_SHOWN]:
+            logger.warning("rejected %s: %s", entry, why)
+
+    opts = StageOptions(force=request.force, retry_permanent=bool(request.retry_error_type))
+    plan = plan_ingest(rt, ids, params, request.stages, opts)
+    for vid in plan.unknown:
+        logger.warning("unknown video id %s: not registered, skipped", vid)
+    planned = {s: plan.count(s) for s in request.stages}
+    logger.info("plan: %s to run; skipped before submitting: %s", planned, plan.skipped)
+
+    tasks = configured(params)
+    concurrency = request.concurrency or params.ingest.concurrency
+    results: Counter[tuple[str, str]] = Counter()
+    errors: Counter[tuple[str, str]] = Counter()
+    progress = reporter()
+    progress.start(total=sum(planned.values()), description="ingest")
+
+    queue = deque(plan.todo.items())
+    in_flight: dict[PrefectFuture[Any], tuple[str, str]] = {}
+    videos_in_flight: Counter[str] = Counter()
+
+    def submit(vid: str, stages: list[str]) -> None:
+        futures: dict[str, PrefectFuture[Any]] = {}
+        kwargs = {"params": params, "force": opts.force, "retry_permanent": opts.retry_permanent}
+        for stage in stages:
+            wait_for = [futures["transcript"]] if stage == "punctuate" and "transcript" in futures else None
+            futures[stage] = tasks[stage].submit(vid, wait_for=wait_for, **kwargs)
+            in_flight[futures[stage]] = (vid, stage)
+            videos_in_flight[vid] += 1
+
+    while queue or in_flight:
+        while queue and len(videos_in_flight) < concurrency:
+            submit(*queue.popleft())
+        future = next(as_completed(list(in_flight)))
+        vid, stage = in_flight.pop(future)
+        videos_in_flight[vid] -= 1
+        if videos_in_flight[vid] == 0:
+            del videos_in_flight[vid]
+        outcome = future.result(raise_on_failure=False)
+        if isinstance(outcome, dict):
+            status = outcome["status"]
+            if status == "failed":
+                errors[(stage, outcome["reason"])] += 1
+        else:  # the task raised (retries exhausted) or never ran (its upstream failed)
+            status = "failed" if isinstance(outcome, BaseException) else "not run"
+            if isinstance(outcome, BaseException):
+                errors[(stage, type(outcome).__name__)] += 1
+        results[(stage, status)] += 1
+        progress.advance(f"{stage} {vid}: {status}")
+    progress.stop()
+
+    summary = {
+        "flow_run_id": str(flow_run.id) if flow_run.id else None,
+        "videos": len(ids),
+        "new_videos": added,
+        "rejected": [list(r) for r in (scan.rejected if scan else [])[:MAX_REJECTED_SHOWN]],
+        "rejected_count": len(scan.rejected) if scan else 0,
+        "unknown_ids": plan.unknown[:MAX_REJECTED_SHOWN],
+        "submitted": planned,
+        "skipped_before_submit": plan.skipped,
+        "results": {f"{stage}:{status}": n for (stage, status), n in sorted(results.items())},
+        "top_errors": [[stage, etype, n] for (stage, etype), n in errors.most_common(10)],
+    }
+    logger.info("ingest finished: %s", summary["results"] or "nothing to do")
+    if errors:
+        logger.info("most frequent errors: %s", summary["top_errors"])
+    return summary
+
+
+def run_ingest(request: IngestRequest, params_file: str = "params.yaml") -> dict[str, Any]:
+    """Run the flow in this process (the CLI's entry); wrong requests raise SettingsError."""
+    load_params(params_file)  # fail early, before Prefect starts, on a wrong params file
+    return ingest(request=request, params_file=params_file)

@@ -1,0 +1,317 @@
+"""The ingest stages of one video (download, transcript, punctuate) and the run/skip plan for many.
+
+Each stage is a plain function of (runtime, video id, params) that computes its fingerprint, then runs its
+body through `execute_stage` (claim, write artifacts, verify, record). `plan_ingest` computes the same
+fingerprints for many videos at once from two queries, so that stages that are up to date are skipped
+before anything is scheduled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from videobert.db import repository as repo
+from videobert.db.models import StageStatus, Video
+from videobert.download import download
+from videobert.errors import PermanentStageError
+from videobert.fingerprint import stage_fingerprint
+from videobert.howto100m import HowTo100MCaptions
+from videobert.media import TooLongError, probe
+from videobert.params import Params
+from videobert.punctuation import model_identity, punctuate, sentences_json
+from videobert.runtime import Runtime
+from videobert.stages import StageOutput, StageResult, StageSpec, execute_stage
+from videobert.storage import keys
+from videobert.transcripts import (
+    Transcript,
+    find_subtitles,
+    from_howto100m,
+    from_subtitle_file,
+    from_youtube,
+    tidy,
+)
+
+log = logging.getLogger(__name__)
+
+DOWNLOAD = StageSpec("download", "1")
+TRANSCRIPT = StageSpec("transcript", "1")
+PUNCTUATE = StageSpec("punctuate", "1")
+INGEST_STAGES = (DOWNLOAD, TRANSCRIPT, PUNCTUATE)
+STAGE_NAMES = tuple(s.name for s in INGEST_STAGES)
+
+VIDEO_ARTIFACT = "video"
+TRANSCRIPT_ARTIFACT = "transcript"
+SENTENCES_ARTIFACT = "sentences"
+YOUTUBE_SOURCES = {"youtube", "howto100m"}
+
+
+class LocalFileMissingError(PermanentStageError):
+    """A local video registered earlier is no longer at its path."""
+
+
+def _file_identity(path: Path) -> str:
+    """Cheap identity of a local file for fingerprints: path, size and modification time."""
+    st = path.stat()
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _without(model: Any, *fields: str) -> dict[str, Any]:
+    """A params section as a dict minus the fields that do not change the output (retries ...)."""
+    return model.model_dump(mode="json", exclude=set(fields))
+
+
+# --- fingerprints (shared by the planner and the stages) ----------------------------------------------
+
+
+def download_fingerprint(video: Video, params: Params) -> str:
+    """Depends on the source (URL, or the local file's identity) and the download parameters."""
+    if video.source == "local":
+        path = Path(video.source_id)
+        inputs = {"file": _file_identity(path) if path.is_file() else f"{path}:missing"}
+    else:
+        inputs = {"url": video.url or video.source_id}
+    return stage_fingerprint(
+        DOWNLOAD.name, DOWNLOAD.version, _without(params.download, "task_retries", "retry_backoff_s"), inputs
+    )
+
+
+def _captions_file(rt: Runtime, params: Params) -> HowTo100MCaptions | None:
+    path = params.transcript.howto100m_captions
+    if not path or "howto100m" not in params.transcript.sources:
+        return None
+    return rt.howto100m(path)
+
+
+def transcript_fingerprint(rt: Runtime, video: Video, params: Params) -> str:
+    """Depends on the transcript parameters and the identity of every source that could answer."""
+    p = params.transcript
+    inputs: dict[str, str] = {"video": video.source_id}
+    captions = _captions_file(rt, params)
+    if captions is not None:
+        inputs["howto100m"] = captions.identity
+    if video.source == "local" and "subtitles" in p.sources:
+        sub = find_subtitles(video.source_id, p.languages)
+        inputs["subtitles"] = _file_identity(sub) if sub else "none"
+    section = _without(p, "task_retries", "retry_backoff_s", "howto100m_captions")
+    return stage_fingerprint(TRANSCRIPT.name, TRANSCRIPT.version, section, inputs)
+
+
+def punctuate_fingerprint(rt: Runtime, params: Params, transcript_sha256: str) -> str:
+    """Depends on the transcript's content, the punctuation parameters and the model's identity."""
+    method = params.punctuate.method
+    model = rt.settings.punctuation_model if method != "fallback" else None
+    section = {**_without(params.punctuate), "model": model_identity(model)}
+    return stage_fingerprint(PUNCTUATE.name, PUNCTUATE.version, section, {"transcript": transcript_sha256})
+
+
+# --- stages ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    """How a run treats stages that are done or failed."""
+
+    force: bool = False  # re-run stages that are done and up to date
+    retry_permanent: bool = False  # re-run stages that failed permanently with the same fingerprint
+    raise_retryable: bool = False  # re-raise transient errors (after recording them) for the orchestrator
+
+
+def _check_duration(duration: float | None, params: Params, name: str) -> None:
+    limit = params.download.max_duration_s
+    if duration is not None and duration > limit:
+        raise TooLongError(f"{name} is {duration:.0f} s long, over the {limit:.0f} s limit (download.max_duration_s)")
+
+
+def run_download(rt: Runtime, video_id: str, params: Params, opts: StageOptions = StageOptions()) -> StageResult:
+    """Fetch (or copy in) the video file and store it as `videos/<id>/download/source.<ext>`."""
+    video = repo.get_video(rt.db, video_id)
+    fp = download_fingerprint(video, params)
+
+    def body(_claim: repo.Claim) -> StageOutput:
+        with tempfile.TemporaryDirectory(dir=rt.work_dir(), prefix=f"dl-{video_id}-") as tmp:
+            if video.source == "local":
+                path = Path(video.source_id)
+                if not path.is_file():
+                    raise LocalFileMissingError(f"local video file {path} no longer exists")
+                extractor, title, format_id = "local", video.title, None
+            else:
+                got = download(video.url or video.source_id, Path(tmp), params.download)
+                _check_duration(got.duration_s, params, "video")
+                path, extractor, title, format_id = got.path, got.extractor, got.title, got.format_id
+            info = probe(path)  # corrupt, empty or audio-only files stop here
+            _check_duration(info.duration_s, params, path.name)
+            ext = path.suffix.lower().lstrip(".") or "bin"
+            stored = rt.store.put_file(keys.video_artifact(video_id, DOWNLOAD.name, f"source.{ext}"), path)
+        repo.update_video(rt.db, video_id, title=title or video.title, duration_s=info.duration_s)
+        outcome = {
+            "extractor": extractor, "format_id": format_id, "ext": ext, "duration_s": info.duration_s,
+            "width": info.width, "height": info.height, "fps": info.fps, "codec": info.codec,
+            "rotation": info.rotation, "has_audio": info.has_audio,
+        }
+        return StageOutput({VIDEO_ARTIFACT: stored}, outcome)
+
+    return execute_stage(rt.db, rt.store, video_id, DOWNLOAD, fp, body, rt.settings.claim_lease_s,
+                         retry_permanent=opts.retry_permanent, force=opts.force, raise_retryable=opts.raise_retryable)
+
+
+def find_transcript(rt: Runtime, video: Video, params: Params) -> Transcript:
+    """Try the configured sources in order; a Transcript with source 'none' when none has one."""
+    p = params.transcript
+    notes: list[str] = []
+    for source in p.sources:
+        found: Transcript | None = None
+        if source == "youtube" and video.source in YOUTUBE_SOURCES:
+            found, note = from_youtube(video.source_id, p.languages, p.prefer_manual, session=rt.http_session())
+        elif source == "howto100m" and video.source in YOUTUBE_SOURCES:
+            captions = _captions_file(rt, params)
+            if captions is None:
+                continue
+            found, note = from_howto100m(captions, video.source_id)
+        elif source == "subtitles" and video.source == "local":
+            sub = find_subtitles(video.source_id, p.languages)
+            if sub is None:
+                notes.append("subtitles: no sidecar .vtt/.srt file")
+                continue
+            found, note = from_subtitle_file(sub, p.languages)
+        else:
+            continue
+        notes.append(note)
+        if found is not None:
+            found.captions, fixes = tidy(found.captions, p.dedupe_rolling)
+            found.notes = notes + found.notes + fixes
+            if found.captions:
+                return found
+            notes.append(f"{source}: no usable captions")
+    return Transcript("none", notes=notes)
+
+
+def run_transcript(rt: Runtime, video_id: str, params: Params, opts: StageOptions = StageOptions()) -> StageResult:
+    """Find the video's transcript and store it as `videos/<id>/transcript/captions.json`."""
+    video = repo.get_video(rt.db, video_id)
+    fp = transcript_fingerprint(rt, video, params)
+
+    def body(_claim: repo.Claim) -> StageOutput:
+        transcript = find_transcript(rt, video, params)
+        stored = rt.store.put_json(keys.video_artifact(video_id, TRANSCRIPT.name, "captions.json"), transcript.to_json())
+        if transcript.language:
+            repo.update_video(rt.db, video_id, language=transcript.language)
+        outcome = {
+            "source": transcript.source, "kind": transcript.kind, "language": transcript.language,
+            "english": transcript.english, "captions": len(transcript.captions), "notes": transcript.notes,
+        }
+        return StageOutput({TRANSCRIPT_ARTIFACT: stored}, outcome)
+
+    return execute_stage(rt.db, rt.store, video_id, TRANSCRIPT, fp, body, rt.settings.claim_lease_s,
+                         retry_permanent=opts.retry_permanent, force=opts.force, raise_retryable=opts.raise_retryable)
+
+
+class UpstreamNotDoneError(PermanentStageError):
+    """A stage's input stage has not finished (or failed)."""
+
+
+def run_punctuate(rt: Runtime, video_id: str, params: Params, opts: StageOptions = StageOptions()) -> StageResult:
+    """Restore punctuation and split into timed sentences: `videos/<id>/punctuate/sentences.json`."""
+    upstream = repo.stage_views(rt.db, [TRANSCRIPT.name], [video_id]).get((video_id, TRANSCRIPT.name))
+    if upstream is None or upstream.status != StageStatus.DONE:
+        status = upstream.status if upstream else "not run"
+        return StageResult(video_id, PUNCTUATE.name, "skipped", "upstream not done", f"transcript is {status}")
+    transcript_info = upstream.artifact(TRANSCRIPT_ARTIFACT)
+    fp = punctuate_fingerprint(rt, params, transcript_info.sha256)
+
+    def body(_claim: repo.Claim) -> StageOutput:
+        transcript = Transcript.from_json(rt.store.get_json(transcript_info.key, verify=True))  # type: ignore[arg-type]
+        if transcript.source == "none" or not transcript.captions:
+            sentences, method = [], "none (no transcript)"
+        else:
+            labeler = rt.labeler(params.punctuate)
+            sentences, method = punctuate(transcript.captions, labeler, params.punctuate), labeler.name
+        data = sentences_json(sentences, method, transcript.language, transcript.english)
+        stored = rt.store.put_bytes(keys.video_artifact(video_id, PUNCTUATE.name, "sentences.json"), data.encode(),
+                                    "application/json")
+        outcome = {"method": method, "sentences": len(sentences), "language": transcript.language,
+                   "english": transcript.english}
+        return StageOutput({SENTENCES_ARTIFACT: stored}, outcome)
+
+    return execute_stage(rt.db, rt.store, video_id, PUNCTUATE, fp, body, rt.settings.claim_lease_s,
+                         retry_permanent=opts.retry_permanent, force=opts.force, raise_retryable=opts.raise_retryable)
+
+
+RUNNERS = {DOWNLOAD.name: run_download, TRANSCRIPT.name: run_transcript, PUNCTUATE.name: run_punctuate}
+
+
+# --- planning ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class IngestPlan:
+    """Which stages each video needs, decided before anything is scheduled."""
+
+    todo: dict[str, list[str]] = field(default_factory=dict)  # video id -> stages to run, in order
+    skipped: dict[str, dict[str, int]] = field(default_factory=dict)  # stage -> reason -> count
+    unknown: list[str] = field(default_factory=list)  # ids that are not registered
+
+    def count(self, stage: str) -> int:
+        return sum(stage in stages for stages in self.todo.values())
+
+
+def _decide(view: repo.StageView | None, fp: str, opts: StageOptions) -> str | None:
+    """None when the stage must run; else the reason it is skipped."""
+    if view is None or view.fingerprint != fp:
+        return None
+    if view.status == StageStatus.DONE:
+        return None if opts.force else "up to date"
+    if view.status == StageStatus.FAILED and view.retryable is False:
+        return None if opts.retry_permanent else "failed permanently"
+    return None  # pending, running (the claim decides), or failed with a retryable error
+
+
+def plan_ingest(rt: Runtime, video_ids: Sequence[str], params: Params, stages: Sequence[str] = STAGE_NAMES,
+                opts: StageOptions = StageOptions()) -> IngestPlan:
+    """Decide, from the database alone, which (video, stage) pairs need a run."""
+    plan = IngestPlan()
+    videos = repo.get_videos(rt.db, list(video_ids))
+    plan.unknown = [v for v in video_ids if v not in videos]
+    views = repo.stage_views(rt.db, list(STAGE_NAMES), list(videos))
+
+    def skip(stage: str, reason: str) -> None:
+        plan.skipped.setdefault(stage, {}).setdefault(reason, 0)
+        plan.skipped[stage][reason] += 1
+
+    for vid, video in videos.items():
+        todo: list[str] = []
+        if DOWNLOAD.name in stages:
+            why = _decide(views.get((vid, DOWNLOAD.name)), download_fingerprint(video, params), opts)
+            todo.append(DOWNLOAD.name) if why is None else skip(DOWNLOAD.name, why)
+        transcript_runs = False
+        if TRANSCRIPT.name in stages:
+            why = _decide(views.get((vid, TRANSCRIPT.name)), transcript_fingerprint(rt, video, params), opts)
+            transcript_runs = why is None
+            todo.append(TRANSCRIPT.name) if why is None else skip(TRANSCRIPT.name, why)
+        if PUNCTUATE.name in stages:
+            tview = views.get((vid, TRANSCRIPT.name))
+            if transcript_runs:
+                todo.append(PUNCTUATE.name)  # decided again once the new transcript exists
+            elif tview is None or tview.status != StageStatus.DONE:
+                skip(PUNCTUATE.name, "transcript not done")
+            else:
+                fp = punctuate_fingerprint(rt, params, tview.artifact(TRANSCRIPT_ARTIFACT).sha256)
+                why = _decide(views.get((vid, PUNCTUATE.name)), fp, opts)
+                todo.append(PUNCTUATE.name) if why is None else skip(PUNCTUATE.name, why)
+        if todo:
+            plan.todo[vid] = todo
+    return plan
+
+
+def sentences_of(rt: Runtime, video_id: str) -> dict[str, Any]:
+    """The stored sentences document of a video (for inspection and later stages)."""
+    view = repo.stage_views(rt.db, [PUNCTUATE.name], [video_id]).get((video_id, PUNCTUATE.name))
+    if view is None or view.status != StageStatus.DONE:
+        raise UpstreamNotDoneError(f"video {video_id} has no punctuated sentences yet")
+    return json.loads(rt.store.get_bytes(view.artifact(SENTENCES_ARTIFACT).key, verify=True))
+

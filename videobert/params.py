@@ -1,0 +1,111 @@
+"""Parameters that change a dataset or a model, one section per stage, read from `params.yaml`.
+
+Every number the paper fixes (20 fps, 30-frame clips, 4 x 12 k-means, the 15-minute limit ...) is a field
+here with the paper's value as its default, so that a missing `params.yaml` still reproduces the paper.
+A stage's fingerprint includes its own section, so changing one value re-runs exactly the stages that read it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from videobert.errors import SettingsError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DownloadParams(_Section):
+    """How videos are fetched (yt-dlp) or copied in (local files)."""
+
+    # Smallest mp4 at or above `min_height` (unknown heights pass, as with direct file links); else the
+    # smallest of any kind. yt-dlp format selection syntax.
+    min_height: int = Field(360, ge=1, description="lowest acceptable frame height, pixels")
+    format: str = Field(
+        "bv*[ext=mp4][height>=?{min_height}]+ba[ext=m4a]/b[ext=mp4][height>=?{min_height}]"
+        "/bv*[height>=?{min_height}]+ba/b[height>=?{min_height}]/b",
+        description="yt-dlp format selector; {min_height} is filled in",
+    )
+    format_sort: list[str] = Field(
+        ["+res", "+size", "+br"], description="yt-dlp format sort: the smallest acceptable format first"
+    )
+    max_duration_s: float = Field(900.0, gt=0, description="longest video accepted, seconds (paper: 15 min)")
+    http_retries: int = Field(3, ge=0, description="yt-dlp's own retries of one HTTP request")
+    socket_timeout_s: float = Field(30.0, gt=0)
+    task_retries: int = Field(3, ge=0, description="orchestrator retries of a transient failure")
+    retry_backoff_s: float = Field(10.0, ge=0, description="first retry delay, doubled on each retry")
+
+    def format_selector(self) -> str:
+        """The yt-dlp format string with `min_height` filled in."""
+        return self.format.replace("{min_height}", str(self.min_height))
+
+
+TranscriptSource = Literal["youtube", "howto100m", "subtitles"]
+
+
+class TranscriptParams(_Section):
+    """Where ASR transcripts come from, in order of preference."""
+
+    sources: list[TranscriptSource] = Field(["youtube", "howto100m", "subtitles"])
+    languages: list[str] = Field(["en"], description="preferred languages, first wins")
+    prefer_manual: bool = Field(True, description="a manual transcript beats an auto-generated one")
+    howto100m_captions: str | None = Field(None, description="path of HowTo100M's raw_caption.json")
+    dedupe_rolling: bool = Field(True, description="drop the repeated lines of rolling auto-captions")
+    task_retries: int = Field(3, ge=0)
+    retry_backoff_s: float = Field(10.0, ge=0)
+
+
+class PunctuateParams(_Section):
+    """Punctuation restoration and sentence splitting."""
+
+    method: Literal["auto", "model", "fallback"] = Field(
+        "auto", description="auto: the model when one is configured and loads, else the fallback"
+    )
+    word_timing: Literal["chars", "uniform"] = Field(
+        "chars", description="how word times are interpolated inside a caption line"
+    )
+    sentence_end_labels: list[str] = Field([".", "?", "!"], description="labels that end a sentence")
+    fallback_pause_s: float = Field(1.0, gt=0, description="fallback: a pause this long ends a sentence, seconds")
+    fallback_max_words: int = Field(30, ge=1, description="fallback: longest sentence, words")
+
+
+class IngestParams(_Section):
+    """Per-run knobs of the ingest flow."""
+
+    concurrency: int = Field(4, ge=1, description="videos in flight at once")
+
+
+class Params(_Section):
+    """All sections of params.yaml."""
+
+    download: DownloadParams = DownloadParams()
+    transcript: TranscriptParams = TranscriptParams()
+    punctuate: PunctuateParams = PunctuateParams()
+    ingest: IngestParams = IngestParams()
+
+
+def load_params(path: str | Path | None = "params.yaml") -> Params:
+    """Read `path` (missing file: the paper's defaults); SettingsError naming the bad key on a wrong value."""
+    if path is None or not Path(path).is_file():
+        if path is not None and Path(path).name != "params.yaml":
+            raise SettingsError(f"params file {path} does not exist")
+        return Params()
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"params file {path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SettingsError(f"params file {path} must hold a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in err["loc"])
+            parts.append(f"{loc}={err.get('input')!r}: {err['msg']}")
+        raise SettingsError(f"invalid parameter in {path}: " + "; ".join(parts)) from None

@@ -1,0 +1,99 @@
+"""What a worker process needs to run stages: settings, database, store, and per-process caches.
+
+One `Runtime` per (database, store) configuration and process, so that threads of a Prefect task runner
+share connection pools and loaded models instead of opening their own.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from videobert.db.engine import Database, open_database
+from videobert.settings import Settings, load_settings
+from videobert.storage import ArtifactStore, open_store
+
+if TYPE_CHECKING:
+    from videobert.howto100m import HowTo100MCaptions
+    from videobert.params import PunctuateParams
+    from videobert.punctuation import Labeler
+
+
+@dataclass
+class Runtime:
+    """Settings plus the open database and store, with caches shared by the threads of one process."""
+
+    settings: Settings
+    db: Database
+    store: ArtifactStore
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _labelers: dict[Any, Labeler] = field(default_factory=dict, repr=False)
+    _captions: dict[str, HowTo100MCaptions] = field(default_factory=dict, repr=False)
+    _local: threading.local = field(default_factory=threading.local, repr=False)
+
+    def work_dir(self) -> Path:
+        """A scratch folder on the data disk (downloads, decoded media), created on demand."""
+        path = self.settings.resolved_data_dir / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def cache_dir(self) -> Path:
+        """A folder for derived, rebuildable files (indexes)."""
+        path = self.settings.resolved_data_dir / "cache"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def labeler(self, params: PunctuateParams) -> Labeler:
+        """The punctuation labeler for `params`, loaded once per process."""
+        from videobert.punctuation import make_labeler
+
+        key = (params.model_dump_json(), self.settings.punctuation_model)
+        with self._lock:
+            if key not in self._labelers:
+                self._labelers[key] = make_labeler(params, self.settings.punctuation_model)
+            return self._labelers[key]
+
+    def howto100m(self, path: str) -> HowTo100MCaptions:
+        """The HowTo100M caption file at `path`, with its index."""
+        from videobert.howto100m import HowTo100MCaptions
+
+        with self._lock:
+            if path not in self._captions:
+                self._captions[path] = HowTo100MCaptions(path, self.cache_dir())
+            return self._captions[path]
+
+    def http_session(self) -> Any:
+        """A requests.Session per thread (youtube-transcript-api's is not thread-safe)."""
+        import requests
+
+        if not hasattr(self._local, "session"):
+            self._local.session = requests.Session()
+        return self._local.session
+
+
+_RUNTIMES: dict[tuple[str, str], Runtime] = {}
+_RUNTIMES_LOCK = threading.Lock()
+
+
+def get_runtime(settings: Settings | None = None) -> Runtime:
+    """The process's Runtime for the current settings (opened, and migrated if embedded, on first use)."""
+    settings = settings or load_settings()
+    store = open_store(settings, check=False)
+    key = (settings.resolved_database_url, store.describe())
+    with _RUNTIMES_LOCK:
+        rt = _RUNTIMES.get(key)
+        if rt is None:
+            store.check()
+            rt = Runtime(settings, open_database(settings), store)
+            _RUNTIMES[key] = rt
+        return rt
+
+
+def reset_runtimes() -> None:
+    """Forget cached runtimes (tests switch databases between cases)."""
+    with _RUNTIMES_LOCK:
+        for rt in _RUNTIMES.values():
+            rt.db.dispose()
+        _RUNTIMES.clear()
