@@ -88,6 +88,9 @@ def ingest(request: IngestRequest = IngestRequest(), params_file: str = "params.
     released = repo.release_dead_claims(rt.db)
     if released:
         logger.info("released %d stages left running by workers that stopped", released)
+    cleaned = rt.clean_scratch()
+    if cleaned:
+        logger.info("removed %d scratch folders of workers that stopped", cleaned)
 
     ids, scan, added = _select(request, rt.db)
     if scan is not None:

@@ -201,6 +201,50 @@ def store(request: pytest.FixtureRequest, tmp_path: Path):  # noqa: ANN201
     return s
 
 
+# --- Prefect ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """A real Prefect server (Prefect's test harness: a temporary server on SQLite); yields its API URL."""
+    (_RUN_DIR / "prefect").mkdir(parents=True, exist_ok=True)
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield str(PREFECT_API_URL.value())
+
+
+@dataclass
+class Project:
+    """A project folder for end-to-end runs: data folder, params.yaml, and the settings pointing at them."""
+
+    root: Path
+    monkeypatch: pytest.MonkeyPatch
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def write_params(self, text: str) -> Path:
+        path = self.root / "params.yaml"
+        path.write_text(text)
+        return path
+
+    def runtime(self):  # noqa: ANN201
+        from videobert.runtime import get_runtime
+
+        return get_runtime()
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    """An empty project in a temporary folder, the working directory for the test."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VIDEOBERT_DATA_DIR", str(tmp_path / "data"))
+    return Project(tmp_path, monkeypatch)
+
+
 # --- report which real services ran -------------------------------------------------------------------------
 
 _SERVICES: dict[str, str] = {}

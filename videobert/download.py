@@ -66,7 +66,7 @@ _PERMANENT_PATTERNS: list[tuple[str, type[StageError]]] = [
     (r"confirm your age|age[- ]restricted|inappropriate for some users", VideoUnavailableError),
     (r"members[- ]only|join this channel", VideoUnavailableError),
     (r"premieres in|live event will begin|this live stream", NotAVideoError),
-    (r"not (?:made )?available in your country|geo[- ]?restrict", GeoBlockedError),
+    (r"available in your country|blocked (?:it )?in your country|geo[- ]?restrict", GeoBlockedError),
     (r"unsupported url", NotAVideoError),
     (r"requested format is not available", FormatUnavailableError),
     (r"http error 40[4]|http error 410|not found", VideoUnavailableError),

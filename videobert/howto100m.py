@@ -91,6 +91,8 @@ def scan_entries(fh: BinaryIO, name: str = "caption file") -> Iterator[tuple[str
             if b != ord(","):
                 raise bad(pos, f"expected ',' or '}}' between entries, found {chr(b)!r}")
             pos = r.skip_ws(pos + 1)
+            if r.byte(pos) is None:
+                raise bad(pos, "the file ends before the closing '}' (truncated?)")
         first = False
         # key: a JSON string
         key_window = r.window(pos, 4096).decode("utf-8", errors="ignore")

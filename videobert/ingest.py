@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,7 +134,8 @@ def run_download(rt: Runtime, video_id: str, params: Params, opts: StageOptions 
     fp = download_fingerprint(video, params)
 
     def body(_claim: repo.Claim) -> StageOutput:
-        with tempfile.TemporaryDirectory(dir=rt.work_dir(), prefix=f"dl-{video_id}-") as tmp:
+        tmp = rt.scratch("download")
+        try:
             if video.source == "local":
                 path = Path(video.source_id)
                 if not path.is_file():
@@ -148,6 +149,8 @@ def run_download(rt: Runtime, video_id: str, params: Params, opts: StageOptions 
             _check_duration(info.duration_s, params, path.name)
             ext = path.suffix.lower().lstrip(".") or "bin"
             stored = rt.store.put_file(keys.video_artifact(video_id, DOWNLOAD.name, f"source.{ext}"), path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         repo.update_video(rt.db, video_id, title=title or video.title, duration_s=info.duration_s)
         outcome = {
             "extractor": extractor, "format_id": format_id, "ext": ext, "duration_s": info.duration_s,

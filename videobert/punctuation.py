@@ -77,11 +77,12 @@ def words_from_captions(captions: Sequence[Caption], timing: str = "chars") -> l
             end = start + 0.01 * len(tokens)
         weights = [len(t) + 1 for t in tokens] if timing == "chars" else [1] * len(tokens)
         total = float(sum(weights))
-        t = start
-        for tok, w in zip(tokens, weights, strict=True):
-            t_next = t + (end - start) * w / total
-            words.append(Word(tok, t, t_next))
-            t = t_next
+        cum = 0.0
+        for k, (tok, w) in enumerate(zip(tokens, weights, strict=True)):
+            t0 = start + (end - start) * cum / total
+            cum += w
+            t1 = end if k == len(tokens) - 1 else start + (end - start) * cum / total
+            words.append(Word(tok, t0, t1))
     return words
 
 

@@ -39,6 +39,33 @@ class Runtime:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def scratch(self, prefix: str) -> Path:
+        """A new scratch folder named with this process's pid, so that a later run can clean it if we die."""
+        import os
+        import tempfile
+
+        return Path(tempfile.mkdtemp(prefix=f"{prefix}-{os.getpid()}-", dir=self.work_dir()))
+
+    def clean_scratch(self) -> int:
+        """Remove scratch folders left by processes of this host that no longer run; returns how many."""
+        import os
+        import shutil
+
+        removed = 0
+        for path in self.work_dir().iterdir():
+            parts = path.name.split("-")
+            pid = next((int(p) for p in parts[1:] if p.isdigit()), None)
+            if pid is None or pid == os.getpid():
+                continue
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+            except PermissionError:
+                pass
+        return removed
+
     def cache_dir(self) -> Path:
         """A folder for derived, rebuildable files (indexes)."""
         path = self.settings.resolved_data_dir / "cache"
@@ -88,6 +115,7 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
             store.check()
             rt = Runtime(settings, open_database(settings), store)
             _RUNTIMES[key] = rt
+        rt.settings = settings  # model paths and leases may change between runs of one process
         return rt
 
 

@@ -56,6 +56,17 @@ def parse_youtube_id(text: str) -> str:
     raise InvalidIdError(f"not a YouTube video id or URL: {text!r}")
 
 
+def _url_video(url: str) -> NewVideo:
+    """Any other URL yt-dlp can fetch; its id is `url-` and the first 16 hex digits of the URL's sha256."""
+    import hashlib
+
+    parsed = urlparse(url)
+    if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+        raise InvalidIdError(f"not a YouTube video id or an http(s) URL: {url!r}")
+    vid = "url-" + hashlib.sha256(url.encode()).hexdigest()[:16]
+    return NewVideo(id=vid, source="url", source_id=url, url=url)
+
+
 def _youtube_video(video_id: str, source: str, info: dict | None = None) -> NewVideo:
     return NewVideo(
         id=validate_video_id(video_id),
@@ -83,7 +94,10 @@ def _unique(videos: Iterable[NewVideo], scan: SourceScan) -> None:
 
 
 def read_id_file(path: str | Path, limit: int | None = None) -> SourceScan:
-    """YouTube ids or URLs, one per line; blank lines and '#' comments ignored."""
+    """YouTube ids or URLs, one per line; blank lines and '#' comments ignored.
+
+    Other http(s) URLs are accepted too (any site yt-dlp supports); their id is `url-<hash>`.
+    """
     path = Path(path)
     if not path.is_file():
         raise SettingsError(f"id file {path} does not exist")
@@ -95,8 +109,11 @@ def read_id_file(path: str | Path, limit: int | None = None) -> SourceScan:
             continue
         try:
             found.append(_youtube_video(parse_youtube_id(entry), "youtube"))
-        except InvalidIdError as exc:
-            scan.rejected.append((f"{path.name}:{lineno}", str(exc)))
+        except InvalidIdError:
+            try:
+                found.append(_url_video(entry))
+            except InvalidIdError as exc:
+                scan.rejected.append((f"{path.name}:{lineno}", str(exc)))
     _unique(found, scan)
     return _limited(scan, limit)
 

@@ -1,0 +1,29 @@
+"""Reading task runs back from the Prefect server."""
+
+from __future__ import annotations
+
+import time
+from uuid import UUID
+
+
+def task_run_names(flow_run_id: str, expected: int, settle_s: float = 1.5, timeout_s: float = 30.0) -> list[str]:
+    """Names of the task runs of a flow run, once the server has recorded `expected` of them (or timed out).
+
+    Prefect records task runs from events, a little after they happen: wait for the expected count, then a
+    little more to make sure no further ones arrive.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    deadline = time.monotonic() + timeout_s
+    names: list[str] = []
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])))
+            names = sorted(r.name for r in runs)
+            if len(names) >= expected or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        time.sleep(settle_s)
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])))
+        return sorted(r.name for r in runs)

@@ -1,0 +1,43 @@
+"""params.yaml: the paper's defaults, and clear errors on wrong values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from videobert.errors import SettingsError
+from videobert.params import Params, load_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_repository_params_file_holds_the_paper_defaults() -> None:
+    assert load_params(REPO / "params.yaml") == Params()
+    p = Params()
+    assert p.download.max_duration_s == 15 * 60
+
+
+def test_missing_default_file_gives_defaults(tmp_path: Path) -> None:
+    assert load_params(tmp_path / "params.yaml") == Params()
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_params(tmp_path / "custom.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("download:\n  max_duration_s: -5\n", "download.max_duration_s=-5"),
+        ("punctuate:\n  method: magic\n", "punctuate.method='magic'"),
+        ("downlaod:\n  min_height: 10\n", "downlaod"),
+        ("transcript:\n  sources: [youtube, tiktok]\n", "transcript.sources.1='tiktok'"),
+        ("- a\n- b\n", "must hold a mapping"),
+        ("download: [\n", "not valid YAML"),
+    ],
+)
+def test_wrong_values_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(SettingsError) as err:
+        load_params(path)
+    assert expected in str(err.value)
