@@ -7,7 +7,9 @@ are kept, marked `english: false`, so that the text objectives can skip them.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import re
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -220,11 +222,27 @@ def find_subtitles(video_path: str | Path, languages: Sequence[str]) -> Path | N
     stem = video_path.with_suffix("")
     candidates = [stem.with_name(f"{stem.name}.{lang}{suf}") for lang in languages for suf in SUBTITLE_SUFFIXES]
     candidates += [stem.with_name(stem.name + suf) for suf in SUBTITLE_SUFFIXES]
+    names = _listing(str(video_path.parent))
     for c in candidates:
-        if c.is_file():
+        if c.name in names:
             return c
-    others = sorted(p for suf in SUBTITLE_SUFFIXES for p in video_path.parent.glob(f"{stem.name}.*{suf}"))
-    return others[0] if others else None
+    prefix = stem.name + "."
+    others = sorted(n for n in names if n.startswith(prefix) and n.lower().endswith(SUBTITLE_SUFFIXES))
+    return video_path.parent / others[0] if others else None
+
+
+def _listing(folder: str) -> frozenset[str]:
+    """File names in `folder`, cached while the folder's modification time stays the same."""
+    try:
+        mtime = os.stat(folder).st_mtime_ns
+    except OSError:
+        return frozenset()
+    return _listing_at(folder, mtime)
+
+
+@functools.lru_cache(maxsize=64)
+def _listing_at(folder: str, _mtime_ns: int) -> frozenset[str]:
+    return frozenset(os.listdir(folder))
 
 
 def from_subtitle_file(path: Path, languages: Sequence[str]) -> tuple[Transcript | None, str]:
