@@ -95,6 +95,7 @@ def configure_prefect(settings) -> None:  # noqa: ANN001
     import os
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # the progress bar and summary say enough
     os.environ.setdefault("PREFECT_HOME", str(settings.resolved_data_dir / "prefect"))
     Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)  # Prefect does not create it
     # Prefect's own local server migrates its SQLite database on first start: give it time on small machines.

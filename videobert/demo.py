@@ -1,45 +1,56 @@
-"""The demo: the pipeline on embedded defaults (SQLite, local artifact folder), no network needed.
+"""The demo: the pipeline on embedded defaults (SQLite, local artifact folder, Prefect's local server).
 
-It grows with the pipeline; today it sets up the database and the store, records a stage for a generated
-sample file, and prints where everything lives.
+No network is needed: it makes a few sample videos with ffmpeg (`videobert.samples`) and runs every flow
+that exists on them, then prints where the database and the artifacts are.
 """
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
+import json
 
 from rich.console import Console
+from rich.table import Table
 
-from videobert.db import repository as repo
-from videobert.db.engine import open_database
-from videobert.fingerprint import stage_fingerprint
 from videobert.settings import load_settings
-from videobert.stages import StageOutput, StageSpec, execute_stage
-from videobert.storage import keys, open_store
-
-DEMO_STAGE = StageSpec("demo-hello", "1")
 
 
 def run_demo(console: Console) -> None:
     """Run the demo and print where its database and artifacts are."""
+    from videobert.cli import configure_prefect
+
     settings = load_settings()
-    db = open_database(settings)
-    store = open_store(settings)
-    console.print(f"database:  {db.describe()}")
-    console.print(f"artifacts: {store.describe()}")
+    configure_prefect(settings)
+    from flows.ingest import IngestRequest, run_ingest
+    from flows.progress import RichReporter, use_reporter
+    from videobert.db import repository as repo
+    from videobert.runtime import get_runtime
+    from videobert.samples import make_samples
 
-    repo.register_videos(db, [repo.NewVideo(id="demo-hello", source="local", source_id="generated")])
-    with tempfile.TemporaryDirectory() as tmp:
-        sample = Path(tmp) / "hello.txt"
-        sample.write_text("hello from the VideoBERT pipeline demo\n")
-        fp = stage_fingerprint(DEMO_STAGE.name, DEMO_STAGE.version, {}, {})
+    rt = get_runtime(settings)
+    folder = settings.resolved_data_dir / "demo" / "videos"
+    console.print(f"[bold]1. sample videos[/] (synthetic, made with ffmpeg) in {folder}")
+    make_samples(folder)
 
-        def body(_claim: repo.Claim) -> StageOutput:
-            info = store.put_file(keys.video_artifact("demo-hello", DEMO_STAGE.name, "hello.txt"), sample)
-            return StageOutput({"hello": info})
+    console.print("[bold]2. ingest flow[/]: download (copy in), transcript (subtitle files), punctuation")
+    with use_reporter(RichReporter(console)):
+        summary = run_ingest(IngestRequest(local_dir=str(folder)))
+    table = Table("stage", "status", "count", title="ingest")
+    for key, n in summary["results"].items():
+        table.add_row(*key.split(":", 1), str(n))
+    for stage, reasons in summary["skipped_before_submit"].items():
+        for reason, n in reasons.items():
+            table.add_row(stage, f"skipped ({reason})", str(n))
+    console.print(table)
 
-        result = execute_stage(db, store, "demo-hello", DEMO_STAGE, fp, body, settings.claim_lease_s)
-    console.print(f"stage {result.stage} of {result.video_id}: {result.status} {result.reason}".rstrip())
-    for stage, status, n in repo.status_counts(db):
-        console.print(f"  {stage:<16} {status:<8} {n}")
+    views = repo.stage_views(rt.db, ["punctuate"])
+    for (vid, _), view in sorted(views.items()):
+        if view.status == "done":
+            doc = json.loads(rt.store.get_bytes(view.artifact("sentences").key))
+            first = doc["sentences"][0] if doc["sentences"] else None
+            if first:
+                console.print(f"  {vid}: {len(doc['sentences'])} sentences ({doc['method']}), "
+                              f"first [{first['start']:.2f}-{first['end']:.2f} s] {first['text']!r}")
+
+    console.print(f"\ndatabase:  {rt.db.describe()}")
+    console.print(f"artifacts: {rt.store.describe()}")
+    console.print("see also: videobert status")

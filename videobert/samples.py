@@ -1,0 +1,60 @@
+"""Sample videos for the demo: short synthetic clips made with ffmpeg, with subtitle files of cooking steps.
+
+They are stand-ins for real instructional videos (no network here): FFmpeg test patterns, moving so that
+clip features differ, each with a `.en.vtt` transcript so that every stage has work to do.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from videobert.errors import SettingsError
+
+# (file stem, ffmpeg lavfi source, seconds, captions as (start, end, text))
+SAMPLES: list[tuple[str, str, float, list[tuple[float, float, str]]]] = [
+    ("pancakes", "testsrc2=size=480x360:rate=30", 12.0, [
+        (0.0, 2.5, "today we are making fluffy pancakes"),
+        (3.5, 6.0, "first whisk the eggs with the milk"),
+        (6.0, 8.0, "then fold in the flour"),
+        (9.0, 12.0, "cook them in a hot pan until golden"),
+    ]),
+    ("omelette", "mandelbrot=size=480x360:rate=25", 9.0, [
+        (0.0, 2.0, "crack three eggs into a bowl"),
+        (3.0, 6.0, "season with salt and pepper and beat well"),
+        (7.0, 9.0, "pour into the pan and fold the omelette"),
+    ]),
+    ("salad", "life=size=480x360:rate=24:mold=10:ratio=0.2:death_color=#C83232:life_color=#00ff00", 7.5, [
+        (0.0, 3.0, "chop the tomatoes and the cucumber"),
+        (4.0, 7.5, "toss everything with olive oil and lemon"),
+    ]),
+]
+
+
+def _vtt_time(t: float) -> str:
+    h, rem = divmod(t, 3600)
+    m, s = divmod(rem, 60)
+    return f"{int(h):02d}:{int(m):02d}:{s:06.3f}"
+
+
+def make_samples(folder: Path) -> list[Path]:
+    """Write the sample videos and their subtitles into `folder` (kept if already there)."""
+    if shutil.which("ffmpeg") is None:
+        raise SettingsError("ffmpeg is not installed: run `make demo` (it installs it) or apt-get install ffmpeg")
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for stem, source, seconds, captions in SAMPLES:
+        path = folder / f"{stem}.mp4"
+        if not path.exists():
+            tmp = folder / f".{stem}.tmp.mp4"
+            subprocess.run(
+                ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", source, "-t", str(seconds),
+                 "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", str(tmp)],
+                check=True, capture_output=True, timeout=300,
+            )
+            tmp.rename(path)
+        vtt = "WEBVTT\n\n" + "".join(f"{_vtt_time(a)} --> {_vtt_time(b)}\n{text}\n\n" for a, b, text in captions)
+        (folder / f"{stem}.en.vtt").write_text(vtt)
+        paths.append(path)
+    return paths
