@@ -88,6 +88,8 @@ def noop_rerun(n: int) -> None:
 
 
 def overhead(n: int) -> None:
+    import tempfile
+
     from flows.ingest import IngestRequest, ingest
     from tests.helpers.media import make_video
     from videobert.db import repository as repo
@@ -95,8 +97,6 @@ def overhead(n: int) -> None:
     from videobert.params import Params
     from videobert.runtime import get_runtime
     from videobert.sources import read_local_dir
-
-    import tempfile
 
     with tempfile.TemporaryDirectory(prefix="bench-videos-") as vtmp:
         folder = Path(vtmp)

@@ -24,6 +24,7 @@ from videobert.runtime import get_runtime
 from videobert.sources import DEFAULT_HOWTO100M_CATEGORIES, SourceScan, read_howto100m_csv, read_id_file, read_local_dir
 
 MAX_REJECTED_SHOWN = 20
+UPSTREAM = {"punctuate": "transcript", "features": "download"}  # stage -> the stage whose output it reads
 
 
 class IngestRequest(BaseModel):
@@ -105,6 +106,12 @@ def ingest(request: IngestRequest = IngestRequest(), params_file: str = "params.
     planned = {s: plan.count(s) for s in request.stages}
     logger.info("plan: %s to run; skipped before submitting: %s", planned, plan.skipped)
 
+    if plan.count("features"):
+        # Load the extractor now: a model that cannot be had stops the run here, once, with a clear message,
+        # instead of failing every video.
+        extractor = rt.extractor(params.features)
+        logger.info("features: %s (%s-d) on %s", extractor.identity(), extractor.dim, extractor.device())
+
     tasks = configured(params)
     concurrency = request.concurrency or params.ingest.concurrency
     results: Counter[tuple[str, str]] = Counter()
@@ -114,36 +121,48 @@ def ingest(request: IngestRequest = IngestRequest(), params_file: str = "params.
 
     queue = deque(plan.todo.items())
     in_flight: dict[PrefectFuture[Any], tuple[str, str]] = {}
-    videos_in_flight: Counter[str] = Counter()
+    remaining: Counter[str] = Counter()  # per video in flight: planned stages not finished yet
+    waiting: dict[tuple[str, str], list[str]] = {}  # (video, stage) -> stages to submit once it succeeds
+    kwargs = {"params": params, "force": opts.force, "retry_permanent": opts.retry_permanent}
 
-    def submit(vid: str, stages: list[str]) -> None:
-        futures: dict[str, PrefectFuture[Any]] = {}
-        kwargs = {"params": params, "force": opts.force, "retry_permanent": opts.retry_permanent}
+    def submit_stage(vid: str, stage: str) -> None:
+        in_flight[tasks[stage].submit(vid, **kwargs)] = (vid, stage)
+
+    def submit_video(vid: str, stages: list[str]) -> None:
+        remaining[vid] = len(stages)
         for stage in stages:
-            wait_for = [futures["transcript"]] if stage == "punctuate" and "transcript" in futures else None
-            futures[stage] = tasks[stage].submit(vid, wait_for=wait_for, **kwargs)
-            in_flight[futures[stage]] = (vid, stage)
-            videos_in_flight[vid] += 1
+            upstream = UPSTREAM.get(stage)
+            if upstream in stages:
+                waiting.setdefault((vid, upstream), []).append(stage)  # runs only if its input is there
+            else:
+                submit_stage(vid, stage)
+
+    def finish(vid: str, stage: str, status: str) -> None:
+        results[(stage, status)] += 1
+        progress.advance(f"{stage} {vid}: {status}")
+        remaining[vid] -= 1
+        if remaining[vid] == 0:
+            del remaining[vid]
+        for child in waiting.pop((vid, stage), []):
+            if status in {"done", "skipped"}:
+                submit_stage(vid, child)
+            else:
+                finish(vid, child, "not run")  # its input stage failed: no task run at all
 
     while queue or in_flight:
-        while queue and len(videos_in_flight) < concurrency:
-            submit(*queue.popleft())
+        while queue and len(remaining) < concurrency:
+            submit_video(*queue.popleft())
         future = next(as_completed(list(in_flight)))
         vid, stage = in_flight.pop(future)
-        videos_in_flight[vid] -= 1
-        if videos_in_flight[vid] == 0:
-            del videos_in_flight[vid]
         outcome = future.result(raise_on_failure=False)
         if isinstance(outcome, dict):
             status = outcome["status"]
             if status == "failed":
                 errors[(stage, outcome["reason"])] += 1
-        else:  # the task raised (retries exhausted) or never ran (its upstream failed)
-            status = "failed" if isinstance(outcome, BaseException) else "not run"
-            if isinstance(outcome, BaseException):
-                errors[(stage, type(outcome).__name__)] += 1
-        results[(stage, status)] += 1
-        progress.advance(f"{stage} {vid}: {status}")
+        else:  # the task raised: retries exhausted on a transient error, or a bug
+            status = "failed"
+            errors[(stage, type(outcome).__name__ if isinstance(outcome, BaseException) else "unknown")] += 1
+        finish(vid, stage, status)
     progress.stop()
 
     summary = {

@@ -8,7 +8,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.common import as_dict, retry_if_transient
-from videobert.ingest import StageOptions, run_download, run_punctuate, run_transcript
+from videobert.ingest import StageOptions, run_download, run_features, run_punctuate, run_transcript
 from videobert.params import Params
 from videobert.runtime import get_runtime
 
@@ -37,6 +37,12 @@ def punctuate_task(video_id: str, params: Params, force: bool = False, retry_per
     return as_dict(run_punctuate(get_runtime(), video_id, params, _opts(force, retry_permanent)))
 
 
+@task(name="features", task_run_name="features-{video_id}", retries=1, retry_delay_seconds=10, **_COMMON)
+def features_task(video_id: str, params: Params, force: bool = False, retry_permanent: bool = False) -> dict[str, Any]:
+    """Clip features and middle frames of one video."""
+    return as_dict(run_features(get_runtime(), video_id, params, _opts(force, retry_permanent)))
+
+
 def configured(params: Params) -> dict[str, Any]:
     """The ingest tasks with the retry counts and delays of `params`, by stage name."""
 
@@ -48,4 +54,5 @@ def configured(params: Params) -> dict[str, Any]:
         "download": download_task.with_options(retries=d.task_retries, retry_delay_seconds=delays(d.retry_backoff_s, d.task_retries)),
         "transcript": transcript_task.with_options(retries=t.task_retries, retry_delay_seconds=delays(t.retry_backoff_s, t.task_retries)),
         "punctuate": punctuate_task,
+        "features": features_task,
     }

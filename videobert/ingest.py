@@ -20,6 +20,7 @@ from videobert.db import repository as repo
 from videobert.db.models import StageStatus, Video
 from videobert.download import download
 from videobert.errors import PermanentStageError
+from videobert.features import extract_video
 from videobert.fingerprint import stage_fingerprint
 from videobert.howto100m import HowTo100MCaptions
 from videobert.media import TooLongError, probe
@@ -42,12 +43,15 @@ log = logging.getLogger(__name__)
 DOWNLOAD = StageSpec("download", "1")
 TRANSCRIPT = StageSpec("transcript", "1")
 PUNCTUATE = StageSpec("punctuate", "1")
-INGEST_STAGES = (DOWNLOAD, TRANSCRIPT, PUNCTUATE)
+FEATURES = StageSpec("features", "1")
+INGEST_STAGES = (DOWNLOAD, TRANSCRIPT, PUNCTUATE, FEATURES)
 STAGE_NAMES = tuple(s.name for s in INGEST_STAGES)
 
 VIDEO_ARTIFACT = "video"
 TRANSCRIPT_ARTIFACT = "transcript"
 SENTENCES_ARTIFACT = "sentences"
+FEATURES_ARTIFACT = "features"
+FRAMES_ARTIFACT = "frames"
 YOUTUBE_SOURCES = {"youtube", "howto100m"}
 
 
@@ -108,6 +112,13 @@ def punctuate_fingerprint(rt: Runtime, params: Params, transcript_sha256: str) -
     model = rt.settings.punctuation_model if method != "fallback" else None
     section = {**_without(params.punctuate), "model": model_identity(model)}
     return stage_fingerprint(PUNCTUATE.name, PUNCTUATE.version, section, {"transcript": transcript_sha256})
+
+
+def features_fingerprint(rt: Runtime, params: Params, video_sha256: str) -> str:
+    """Depends on the video's content, the sampling parameters and the extractor's identity (weights hash)."""
+    section = {**_without(params.features, "batch_size", "decoder_threads"),
+               "extractor_identity": rt.extractor(params.features).identity()}
+    return stage_fingerprint(FEATURES.name, FEATURES.version, section, {"video": video_sha256})
 
 
 # --- stages ---------------------------------------------------------------------------------------------
@@ -245,7 +256,35 @@ def run_punctuate(rt: Runtime, video_id: str, params: Params, opts: StageOptions
                          retry_permanent=opts.retry_permanent, force=opts.force, raise_retryable=opts.raise_retryable)
 
 
-RUNNERS = {DOWNLOAD.name: run_download, TRANSCRIPT.name: run_transcript, PUNCTUATE.name: run_punctuate}
+def run_features(rt: Runtime, video_id: str, params: Params, opts: StageOptions = StageOptions()) -> StageResult:
+    """Clip features and middle frames: `videos/<id>/features/features.npz` and `frames.zip`."""
+    upstream = repo.stage_views(rt.db, [DOWNLOAD.name], [video_id]).get((video_id, DOWNLOAD.name))
+    if upstream is None or upstream.status != StageStatus.DONE:
+        status = upstream.status if upstream else "not run"
+        return StageResult(video_id, FEATURES.name, "skipped", "upstream not done", f"download is {status}")
+    video_info = upstream.artifact(VIDEO_ARTIFACT)
+    fp = features_fingerprint(rt, params, video_info.sha256)
+
+    def body(_claim: repo.Claim) -> StageOutput:
+        extractor = rt.extractor(params.features)
+        tmp = rt.scratch("features")
+        try:
+            with rt.store.local_path(video_info.key, verify=True) as source:
+                features_path, frames_path, clips = extract_video(source, extractor, params.features, Path(tmp))
+            stored_features = rt.store.put_file(keys.video_artifact(video_id, FEATURES.name, "features.npz"), features_path)
+            stored_frames = rt.store.put_file(keys.video_artifact(video_id, FEATURES.name, "frames.zip"), frames_path,
+                                              "application/zip")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        outcome = {"clips": clips, "extractor": extractor.name, "dim": extractor.dim, "device": extractor.device()}
+        return StageOutput({FEATURES_ARTIFACT: stored_features, FRAMES_ARTIFACT: stored_frames}, outcome)
+
+    return execute_stage(rt.db, rt.store, video_id, FEATURES, fp, body, rt.settings.claim_lease_s,
+                         retry_permanent=opts.retry_permanent, force=opts.force, raise_retryable=opts.raise_retryable)
+
+
+RUNNERS = {DOWNLOAD.name: run_download, TRANSCRIPT.name: run_transcript, PUNCTUATE.name: run_punctuate,
+           FEATURES.name: run_features}
 
 
 # --- planning ------------------------------------------------------------------------------------------
@@ -288,8 +327,10 @@ def plan_ingest(rt: Runtime, video_ids: Sequence[str], params: Params, stages: S
 
     for vid, video in videos.items():
         todo: list[str] = []
+        download_runs = False
         if DOWNLOAD.name in stages:
             why = _decide(views.get((vid, DOWNLOAD.name)), download_fingerprint(video, params), opts)
+            download_runs = why is None
             todo.append(DOWNLOAD.name) if why is None else skip(DOWNLOAD.name, why)
         transcript_runs = False
         if TRANSCRIPT.name in stages:
@@ -306,6 +347,16 @@ def plan_ingest(rt: Runtime, video_ids: Sequence[str], params: Params, stages: S
                 fp = punctuate_fingerprint(rt, params, tview.artifact(TRANSCRIPT_ARTIFACT).sha256)
                 why = _decide(views.get((vid, PUNCTUATE.name)), fp, opts)
                 todo.append(PUNCTUATE.name) if why is None else skip(PUNCTUATE.name, why)
+        if FEATURES.name in stages:
+            dview = views.get((vid, DOWNLOAD.name))
+            if download_runs:
+                todo.append(FEATURES.name)  # decided again once the new download exists
+            elif dview is None or dview.status != StageStatus.DONE:
+                skip(FEATURES.name, "download not done")
+            else:
+                fp = features_fingerprint(rt, params, dview.artifact(VIDEO_ARTIFACT).sha256)
+                why = _decide(views.get((vid, FEATURES.name)), fp, opts)
+                todo.append(FEATURES.name) if why is None else skip(FEATURES.name, why)
         if todo:
             plan.todo[vid] = todo
     return plan

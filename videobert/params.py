@@ -74,6 +74,29 @@ class PunctuateParams(_Section):
     fallback_max_words: int = Field(30, ge=1, description="fallback: longest sentence, words")
 
 
+class FeaturesParams(_Section):
+    """Clip sampling and the clip feature extractor (the paper: S3D on 30-frame clips at 20 fps, 224 px)."""
+
+    extractor: Literal["s3d", "i3d", "baseline"] = Field(
+        "s3d", description="s3d / i3d: TF-Hub models (handles in VIDEOBERT_S3D_HANDLE / _I3D_HANDLE); "
+        "baseline: weight-free colour and motion statistics, a stand-in"
+    )
+    fps: float = Field(20.0, gt=0, description="frames per second sampled from the video")
+    frames_per_clip: int = Field(30, ge=1, description="frames per clip (30 at 20 fps = 1.5 s)")
+    frame_size: int = Field(224, ge=16, description="side of the square centre crop, pixels")
+    partial_clip: Literal["pad", "drop"] = Field(
+        "pad", description="the last, shorter clip: pad by repeating its last frame, or drop it"
+    )
+    dtype: Literal["float16", "float32"] = Field("float16", description="stored feature precision")
+    frame_jpeg_quality: int = Field(85, ge=1, le=100, description="JPEG quality of the stored middle frames")
+    s3d_output: str = Field("mixed_5c", description="S3D signature output used as the feature (1024-d)")
+    i3d_pool_tensor: str | None = Field(
+        None, description="I3D tensor to average-pool; default: the last Mixed_5c concatenation found"
+    )
+    batch_size: int = Field(8, ge=1, description="clips per model call (does not change the result)")
+    decoder_threads: int = Field(1, ge=0, description="FFmpeg decoder threads per video; 0 = automatic")
+
+
 class IngestParams(_Section):
     """Per-run knobs of the ingest flow."""
 
@@ -86,6 +109,7 @@ class Params(_Section):
     download: DownloadParams = DownloadParams()
     transcript: TranscriptParams = TranscriptParams()
     punctuate: PunctuateParams = PunctuateParams()
+    features: FeaturesParams = FeaturesParams()
     ingest: IngestParams = IngestParams()
 
 

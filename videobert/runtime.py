@@ -16,8 +16,9 @@ from videobert.settings import Settings, load_settings
 from videobert.storage import ArtifactStore, open_store
 
 if TYPE_CHECKING:
+    from videobert.extractors import ClipExtractor
     from videobert.howto100m import HowTo100MCaptions
-    from videobert.params import PunctuateParams
+    from videobert.params import FeaturesParams, PunctuateParams
     from videobert.punctuation import Labeler
 
 
@@ -31,6 +32,7 @@ class Runtime:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _labelers: dict[Any, Labeler] = field(default_factory=dict, repr=False)
     _captions: dict[str, HowTo100MCaptions] = field(default_factory=dict, repr=False)
+    _extractors: dict[Any, ClipExtractor] = field(default_factory=dict, repr=False)
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     def work_dir(self) -> Path:
@@ -81,6 +83,17 @@ class Runtime:
             if key not in self._labelers:
                 self._labelers[key] = make_labeler(params, self.settings.punctuation_model)
             return self._labelers[key]
+
+    def extractor(self, params: FeaturesParams) -> ClipExtractor:
+        """The clip feature extractor for `params`, loaded once per process (models are big)."""
+        from videobert.features import make_extractor
+
+        s = self.settings
+        key = (params.model_dump_json(), s.s3d_handle, s.i3d_handle, str(s.tfhub_cache_dir))
+        with self._lock:
+            if key not in self._extractors:
+                self._extractors[key] = make_extractor(params, s)
+            return self._extractors[key]
 
     def howto100m(self, path: str) -> HowTo100MCaptions:
         """The HowTo100M caption file at `path`, with its index."""

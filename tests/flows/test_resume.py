@@ -45,6 +45,7 @@ def test_sigkill_mid_run_then_rerun_completes(project: Project, prefect_api: str
     ids = project.root / "ids.txt"
     ids.write_text("".join(server.url(p) + "\n" for p in payloads))
     try:
+        project.write_params("features:\n  extractor: baseline\n")
         proc = _cli(project, prefect_api, "ingest", "--ids", str(ids), "--concurrency", "2", "--quiet")
         deadline = time.monotonic() + 120
         while not any(status == "running" and stage == "download" for _, stage, status in _rows(project)):
@@ -67,7 +68,7 @@ def test_sigkill_mid_run_then_rerun_completes(project: Project, prefect_api: str
         server.stop()
 
     rows = _rows(project)
-    assert len(rows) == 12 and len(set((v, s) for v, s, _ in rows)) == 12  # no duplicate rows
+    assert len(rows) == 16 and len(set((v, s) for v, s, _ in rows)) == 16  # no duplicate rows
     assert {status for _, _, status in rows} == {"done"}  # none left running
     rt = project.runtime()
     views = repo.stage_views(rt.db, ["download"])
@@ -80,5 +81,5 @@ def test_sigkill_mid_run_then_rerun_completes(project: Project, prefect_api: str
     assert list((project.data / "artifacts" / ".tmp").iterdir()) == []  # no partial objects
     assert list((project.data / "tmp").iterdir()) == []  # the dead run's scratch files were cleaned
     assert sorted(k.rsplit("/", 1)[1] for k in rt.store.list("videos/")) == sorted(
-        ["source.mp4", "captions.json", "sentences.json"] * 4
+        ["source.mp4", "captions.json", "sentences.json", "features.npz", "frames.zip"] * 4
     )
