@@ -39,6 +39,16 @@ class Sampling:
         return self.frames_per_clip / self.fps
 
 
+@dataclass
+class DecodeReport:
+    """What happened while decoding, beyond the frames: filled in by iter_frames when given one."""
+
+    rotation: int = 0  # display rotation applied, degrees counterclockwise
+    source_frames: int = 0  # frames decoded from the file
+    output_frames: int = 0  # frames produced at the target rate
+    error: str | None = None  # a decoding error after which the rest of the video was lost (truncated file)
+
+
 @dataclass(frozen=True)
 class Clip:
     """One clip: `frames` is uint8 (T, H, W, 3) RGB; times in seconds from the start of the video."""
@@ -51,19 +61,26 @@ class Clip:
 
 
 def _transpose_filters(rotation: int) -> list[tuple[str, str]]:
-    """FFmpeg filters that turn a picture stored with display rotation `rotation` (clockwise) upright."""
+    """FFmpeg filters that turn a picture upright, given its display rotation in degrees counterclockwise
+    (the display matrix convention, as PyAV's `VideoFrame.rotation` reports it)."""
     rotation %= 360
     if rotation == 90:
-        return [("transpose", "clock")]
-    if rotation == 270:
         return [("transpose", "cclock")]
+    if rotation == 270:
+        return [("transpose", "clock")]
     if rotation == 180:
         return [("hflip", ""), ("vflip", "")]
     return []
 
 
-def iter_frames(path: str | os.PathLike[str], sampling: Sampling) -> Iterator[tuple[float, np.ndarray]]:
-    """Yield (time in seconds from the video start, RGB frame) at `sampling.fps`, square `frame_size`."""
+def iter_frames(
+    path: str | os.PathLike[str], sampling: Sampling, report: DecodeReport | None = None
+) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield (time in seconds from the video start, RGB frame) at `sampling.fps`, square `frame_size`.
+
+    A file that fails to decode part-way (truncated, damaged) raises CorruptVideoError, unless a `report`
+    is given: then the frames decoded so far are kept, and the error is written to the report.
+    """
     import av
 
     try:
@@ -83,11 +100,13 @@ def iter_frames(path: str | os.PathLike[str], sampling: Sampling) -> Iterator[tu
 
         def build(first: av.VideoFrame) -> None:
             nonlocal graph, src, sink
+            rotation = int(round(getattr(first, "rotation", 0) or 0)) % 360
+            if report is not None:
+                report.rotation = rotation
             graph = av.filter.Graph()
             src = graph.add_buffer(template=stream)
             chain = [graph.add("fps", f"fps={sampling.fps}:round=near")]
-            chain += [graph.add(name, args) if args else graph.add(name) for name, args in
-                      _transpose_filters(getattr(first, "rotation", 0) or 0)]
+            chain += [graph.add(name, args) if args else graph.add(name) for name, args in _transpose_filters(rotation)]
             chain += [
                 graph.add("crop", "w='min(iw,ih)':h='min(iw,ih)'"),  # centred square
                 graph.add("scale", f"{size}:{size}:flags=bilinear"),
@@ -123,23 +142,28 @@ def iter_frames(path: str | os.PathLike[str], sampling: Sampling) -> Iterator[tu
         except av.error.FFmpegError as exc:
             if decoded == 0:
                 raise CorruptVideoError(f"{Path(path).name}: no frame can be decoded: {exc}") from None
-            raise CorruptVideoError(
-                f"{Path(path).name}: decoding failed after {decoded} frames "
-                f"({out_index / sampling.fps:.1f} s): {exc}"
-            ) from None
+            message = (f"{Path(path).name}: decoding failed after {decoded} frames "
+                       f"({out_index / sampling.fps:.1f} s): {exc}")
+            if report is None:
+                raise CorruptVideoError(message) from None
+            report.error = message
         if graph is None:
             raise CorruptVideoError(f"{Path(path).name}: the video stream holds no decodable frame")
         graph.push(None)
         yield from drain()
+        if report is not None:
+            report.source_frames, report.output_frames = decoded, out_index
 
 
-def iter_clips(path: str | os.PathLike[str], sampling: Sampling) -> Iterator[Clip]:
-    """Yield the video's clips in order (see the module docstring for the rules)."""
+def iter_clips(
+    path: str | os.PathLike[str], sampling: Sampling, report: DecodeReport | None = None
+) -> Iterator[Clip]:
+    """Yield the video's clips in order (see the module docstring for the rules and `iter_frames` for `report`)."""
     t = sampling.frames_per_clip
     buf = np.empty((t, sampling.frame_size, sampling.frame_size, 3), dtype=np.uint8)
     n = 0
     index = 0
-    for _time, frame in iter_frames(path, sampling):
+    for _time, frame in iter_frames(path, sampling, report):
         buf[n] = frame
         n += 1
         if n == t:

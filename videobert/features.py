@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from videobert.decode import Clip, Sampling, iter_clips
+from videobert.decode import Clip, DecodeReport, Sampling, iter_clips
 from videobert.extractors import BaselineExtractor, ClipExtractor, TFHubExtractor
 from videobert.params import FeaturesParams
 
@@ -79,8 +79,14 @@ def _batches(clips: Iterator[Clip], size: int) -> Iterator[list[Clip]]:
         yield batch
 
 
-def extract_video(video: Path, extractor: ClipExtractor, params: FeaturesParams, out_dir: Path) -> tuple[Path, Path, int]:
-    """Write `features.npz` and `frames.zip` for `video` into `out_dir`; returns their paths and the clip count."""
+def extract_video(
+    video: Path, extractor: ClipExtractor, params: FeaturesParams, out_dir: Path, report: DecodeReport | None = None
+) -> tuple[Path, Path, int]:
+    """Write `features.npz` and `frames.zip` for `video` into `out_dir`; returns their paths and the clip count.
+
+    With a `report`, a video that stops decoding part-way keeps the clips before the damage (see
+    videobert.decode.iter_frames); without one it raises CorruptVideoError.
+    """
     sampling = sampling_of(params)
     feats: list[np.ndarray] = []
     starts: list[float] = []
@@ -89,7 +95,7 @@ def extract_video(video: Path, extractor: ClipExtractor, params: FeaturesParams,
     frames_path = out_dir / "frames.zip"
     mid = params.frames_per_clip // 2
     with zipfile.ZipFile(frames_path, "w", compression=zipfile.ZIP_STORED) as frames_zip:
-        for batch in _batches(iter_clips(video, sampling), extractor.batch_size):
+        for batch in _batches(iter_clips(video, sampling, report), extractor.batch_size):
             stack = np.stack([c.frames for c in batch])  # (B, T, S, S, 3) uint8
             out = extractor.extract(stack)
             if out.shape != (len(batch), extractor.dim):

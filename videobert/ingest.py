@@ -18,6 +18,7 @@ from typing import Any
 
 from videobert.db import repository as repo
 from videobert.db.models import StageStatus, Video
+from videobert.decode import DecodeReport
 from videobert.download import download
 from videobert.errors import PermanentStageError
 from videobert.features import extract_video
@@ -269,14 +270,17 @@ def run_features(rt: Runtime, video_id: str, params: Params, opts: StageOptions 
         extractor = rt.extractor(params.features)
         tmp = rt.scratch("features")
         try:
+            report = DecodeReport()
             with rt.store.local_path(video_info.key, verify=True) as source:
-                features_path, frames_path, clips = extract_video(source, extractor, params.features, Path(tmp))
+                features_path, frames_path, clips = extract_video(source, extractor, params.features, Path(tmp), report)
             stored_features = rt.store.put_file(keys.video_artifact(video_id, FEATURES.name, "features.npz"), features_path)
             stored_frames = rt.store.put_file(keys.video_artifact(video_id, FEATURES.name, "frames.zip"), frames_path,
                                               "application/zip")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        outcome = {"clips": clips, "extractor": extractor.name, "dim": extractor.dim, "device": extractor.device()}
+        outcome = {"clips": clips, "extractor": extractor.name, "dim": extractor.dim, "device": extractor.device(),
+                   "rotation": report.rotation, "source_frames": report.source_frames,
+                   "decode_error": report.error}  # set when a damaged file lost its end: the clips before are kept
         return StageOutput({FEATURES_ARTIFACT: stored_features, FRAMES_ARTIFACT: stored_frames}, outcome)
 
     return execute_stage(rt.db, rt.store, video_id, FEATURES, fp, body, rt.settings.claim_lease_s,

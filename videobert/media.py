@@ -31,7 +31,7 @@ class MediaInfo:
     fps: float | None  # average frame rate
     frames: int | None  # frame count when the container knows it
     codec: str
-    rotation: int  # degrees clockwise the picture must be turned to display upright
+    rotation: int  # display rotation, degrees counterclockwise (FFmpeg's display matrix), 0/90/180/270
     has_audio: bool
     size_bytes: int
 
@@ -62,7 +62,7 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
         elif container.duration is not None:
             duration = container.duration / 1_000_000  # av.time_base: microseconds
         rate = stream.average_rate or stream.guessed_rate
-        rotation = _rotation(stream)
+        rotation = _first_frame_rotation(container, stream)
         return MediaInfo(
             duration_s=duration,
             width=stream.codec_context.width,
@@ -76,18 +76,17 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
         )
 
 
-def _rotation(stream: object) -> int:
-    """Clockwise display rotation from the stream's display matrix (phone videos), 0 if none."""
-    for name in ("display_rotation",):
-        value = getattr(stream, name, None)
-        if value:
-            return int(round(-float(value))) % 360
+def _first_frame_rotation(container: object, stream: object) -> int:
+    """Display rotation (degrees counterclockwise: 0, 90, 180, 270) from the first frame's display matrix.
+
+    Decoding the first frame also proves that the stream holds something decodable.
+    """
+    import av
+
     try:
-        for side in getattr(stream, "side_data", {}) or {}:
-            if "DISPLAYMATRIX" in str(side).upper():
-                value = stream.side_data[side]  # type: ignore[attr-defined]
-                return int(round(-float(value))) % 360
-    except (TypeError, ValueError, KeyError):
-        pass
-    tag = (getattr(stream, "metadata", {}) or {}).get("rotate")
-    return int(tag) % 360 if tag and str(tag).lstrip("-").isdigit() else 0
+        frame = next(container.decode(stream), None)  # type: ignore[attr-defined]
+    except av.error.FFmpegError as exc:
+        raise CorruptVideoError(f"no frame can be decoded: {exc}") from None
+    if frame is None:
+        raise CorruptVideoError("the video stream holds no decodable frame")
+    return int(round(getattr(frame, "rotation", 0) or 0)) % 360
