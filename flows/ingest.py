@@ -1,4 +1,4 @@
-"""The `ingest` flow: register videos from a source, then download, transcript and punctuate each one.
+"""The `ingest` flow: register videos from a source, then download, transcript, punctuate and featurize each.
 
 Stages that are up to date are skipped before any task is submitted (the plan reads the database only).
 A failed video never fails the flow: its error is on its stage row, and the flow returns counts by status

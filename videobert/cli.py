@@ -166,7 +166,7 @@ def ingest(
     params: Annotated[Path, typer.Option(help="Parameters file.")] = Path("params.yaml"),
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
-    """Register videos from a source and run download, transcript and punctuation for each."""
+    """Register videos from a source and run download, transcript, punctuation and clip features for each."""
     _run_ingest(
         {
             "ids_file": ids and str(ids), "howto100m_csv": howto100m and str(howto100m),
