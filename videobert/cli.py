@@ -15,6 +15,8 @@ from videobert.errors import SettingsError, VideobertError
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="VideoBERT pipeline.")
 db_app = typer.Typer(no_args_is_help=True, help="Tracking database.")
 app.add_typer(db_app, name="db")
+dataset_app = typer.Typer(no_args_is_help=True, help="Dataset stages (what dvc repro runs): manifest, codebook, tokens.")
+app.add_typer(dataset_app, name="dataset")
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -188,6 +190,63 @@ def retry(
 ) -> None:
     """Re-run the stages of the videos that failed with one error type (permanent ones included)."""
     _run_ingest({"retry_error_type": error_type, "concurrency": concurrency}, params, quiet)
+
+
+def _prefect_ready() -> None:
+    configure_prefect(_settings())
+
+
+@dataset_app.command("manifest")
+def dataset_manifest(
+    out: Annotated[Path, typer.Option(help="Manifest file to write.")] = Path("dataset/manifest.json"),
+    params: Annotated[Path, typer.Option(help="Parameters file.")] = Path("params.yaml"),
+) -> None:
+    """Write the manifest of videos whose features are done with the current parameters."""
+    _prefect_ready()
+    from flows.dataset import manifest_flow
+
+    r = manifest_flow(str(out), str(params))
+    console.print(f"manifest {out}: {r['videos']} videos, {r['clips']} clips"
+                  + (f"; {len(r['stale'])} with stale features left out (re-run ingest)" if r["stale"] else ""))
+
+
+@dataset_app.command("codebook")
+def dataset_codebook(
+    manifest: Annotated[Path, typer.Option(help="Manifest file.")] = Path("dataset/manifest.json"),
+    out: Annotated[Path, typer.Option(help="Codebook folder to write.")] = Path("dataset/codebook"),
+    params: Annotated[Path, typer.Option(help="Parameters file.")] = Path("params.yaml"),
+) -> None:
+    """Fit the hierarchical k-means codebook, its token pictures and gallery; print its quality figures."""
+    _prefect_ready()
+    from flows.dataset import codebook_flow
+
+    r = codebook_flow(str(manifest), str(out), str(params))
+    m = r["metrics"]
+    table = Table("figure", "value", title=f"codebook {r['content_hash'][:16]} ({m['vocab_size']} tokens)")
+    for key in ("n_vectors", "videos", "leaf_inertia", "empty_leaf_share", "tree_flat_agreement",
+                "tokens_with_pictures"):
+        table.add_row(key, f"{m[key]:.4g}" if isinstance(m[key], float) else str(m[key]))
+    table.add_row("leaf size (min/median/p95/max)", "{min}/{median:g}/{p95:g}/{max}".format(**m["leaf_size"]))
+    console.print(table)
+    console.print(f"saved in {out} (gallery: {out / 'gallery.png'})")
+
+
+@dataset_app.command("tokens")
+def dataset_tokens(
+    manifest: Annotated[Path, typer.Option(help="Manifest file.")] = Path("dataset/manifest.json"),
+    codebook: Annotated[str, typer.Option(help="Codebook folder, or content hash in the store.")] = "dataset/codebook",
+    out: Annotated[Path, typer.Option(help="Tokens index to write.")] = Path("dataset/tokens.json"),
+    concurrency: Annotated[int, typer.Option(help="Videos in flight.")] = 4,
+) -> None:
+    """Label every manifest video's clips with the codebook."""
+    _prefect_ready()
+    from flows.dataset import tokens_flow
+
+    r = tokens_flow(str(manifest), codebook, str(out), concurrency)
+    console.print(f"tokens {out}: {r['indexed']} videos indexed; results {r['results']}"
+                  + (f"; missing: {r['missing'][:10]}" if r["missing"] else ""))
+    if r["missing"]:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -97,6 +97,20 @@ class FeaturesParams(_Section):
     decoder_threads: int = Field(1, ge=0, description="FFmpeg decoder threads per video; 0 = automatic")
 
 
+class CodebookParams(_Section):
+    """The visual vocabulary: hierarchical k-means (the paper: 4 levels of k = 12, 20,736 tokens)."""
+
+    levels: int = Field(4, ge=1, le=8, description="depth of the k-means tree")
+    k: int = Field(12, ge=2, description="children per node; the vocabulary has k ** levels tokens")
+    seed: int = Field(0, description="seed of every node's k-means (fits are deterministic)")
+    niter: int = Field(20, ge=1, description="k-means iterations per node")
+    nredo: int = Field(3, ge=1, description="k-means restarts per node, the best kept")
+    max_points_per_centroid: int = Field(1024, ge=1, description="a node fits on at most k x this many vectors")
+    agreement_sample: int = Field(5000, ge=0, description="vectors used to measure tree-vs-flat agreement")
+    gallery_tokens: int = Field(256, ge=1, description="tokens shown in the gallery (the most frequent)")
+    gallery_tile: int = Field(96, ge=16, description="gallery picture side, pixels")
+
+
 class IngestParams(_Section):
     """Per-run knobs of the ingest flow."""
 
@@ -110,6 +124,7 @@ class Params(_Section):
     transcript: TranscriptParams = TranscriptParams()
     punctuate: PunctuateParams = PunctuateParams()
     features: FeaturesParams = FeaturesParams()
+    codebook: CodebookParams = CodebookParams()
     ingest: IngestParams = IngestParams()
 
 

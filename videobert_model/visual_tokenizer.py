@@ -47,10 +47,12 @@ class HKMeansConfig:
     levels: int = 4  # depth of the tree
     k: int = 12  # children per node; vocabulary = k ** levels
     seed: int = 0  # every node's k-means is seeded from (seed, level, node)
-    niter: int = 20  # k-means iterations per node
-    nredo: int = 3  # k-means restarts per node; the best (lowest inertia) is kept
-    max_points_per_centroid: int = 1024  # a node fits on at most k * this many of its vectors (a sample)
+    niter: int = 10  # Lloyd iterations per node (after a k-means++ start)
+    nredo: int = 1  # k-means runs per node from different starts; the lowest inertia is kept
+    max_points_per_centroid: int = 256  # a node fits on at most k * this many of its vectors (a sample)
+    init_points_per_centroid: int = 64  # k-means++ chooses its starts among at most k * this many of them
     chunk: int = 65_536  # vectors per assignment step (bounds memory)
+    processes: int = 0  # worker processes for big levels of many nodes (memory-mapped data only); 0 = one per CPU
 
     def __post_init__(self) -> None:
         if self.levels < 1 or self.k < 2:
@@ -201,7 +203,8 @@ class VisualCodebook:
         """sha256 of the configuration and every level's centroids (float32, C order)."""
         digest = hashlib.sha256()
         cfg = {**asdict(self.config), "dim": self.dim, "format_version": FORMAT_VERSION}
-        cfg.pop("chunk")  # how assignments are batched does not change the codebook
+        cfg.pop("chunk")  # how the work is batched and spread does not change the codebook
+        cfg.pop("processes")
         digest.update(json.dumps(cfg, sort_keys=True).encode())
         digest.update(self.root.tobytes())
         for c in self.centroids:
@@ -251,22 +254,56 @@ def _node_seed(seed: int, level: int, node: int) -> int:
     return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
 
 
+def _kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ starting centroids (greedy: the best of 2 + ln k candidates at each step, as scikit-learn)."""
+    n = len(x)
+    trials = 2 + int(np.log(k))
+    norms = _sq_norms(x)
+    chosen = np.empty(k, dtype=np.int64)
+    chosen[0] = rng.integers(n)
+    d2 = np.maximum(norms - 2.0 * (x @ x[chosen[0]]) + norms[chosen[0]], 0.0)
+    for c in range(1, k):
+        total = float(d2.sum())
+        if total > 0:
+            cand = np.minimum(np.searchsorted(np.cumsum(d2), rng.random(trials) * total), n - 1)
+        else:  # every point already is a centre (duplicates): any will do
+            cand = rng.integers(n, size=trials)
+        dots = x[cand] @ x.T  # (trials, n)
+        new = np.minimum(d2[None, :], np.maximum(norms[None, :] - 2.0 * dots + norms[cand][:, None], 0.0))
+        best = int(np.argmin(new.sum(axis=1)))
+        chosen[c] = cand[best]
+        d2 = new[best]
+    return x[chosen].copy()
+
+
 def _kmeans(x: np.ndarray, k: int, config: HKMeansConfig, seed: int) -> np.ndarray:
+    """k centroids of `x` (n > k): k-means++ starts, then faiss Lloyd iterations; best of `nredo` runs."""
     import faiss
 
-    km = faiss.Kmeans(
-        x.shape[1], k, niter=config.niter, nredo=config.nredo, seed=seed, verbose=False,
-        min_points_per_centroid=1, max_points_per_centroid=max(1, len(x) // k + 1),  # we sample ourselves
-    )
-    km.train(x)
-    return np.asarray(km.centroids, dtype=np.float32).reshape(k, x.shape[1])
+    rng = np.random.default_rng(seed)
+    best, best_obj = None, np.inf
+    for _ in range(config.nredo):
+        km = faiss.Kmeans(
+            x.shape[1], k, niter=config.niter, nredo=1, seed=int(rng.integers(2**31 - 1)), verbose=False,
+            min_points_per_centroid=1, max_points_per_centroid=len(x),  # sampling is done by the caller
+        )
+        cap = k * config.init_points_per_centroid
+        init_x = x if len(x) <= cap else x[np.sort(rng.choice(len(x), size=cap, replace=False))]
+        km.train(x, init_centroids=_kmeans_pp(init_x, k, rng))
+        obj = float(km.obj[-1]) if len(km.obj) else 0.0
+        if obj < best_obj or best is None:
+            best, best_obj = np.asarray(km.centroids, dtype=np.float32).reshape(k, x.shape[1]), obj
+    assert best is not None
+    return best
 
 
-def _mean(data: np.ndarray, chunk: int) -> np.ndarray:
-    total = np.zeros(data.shape[1], dtype=np.float64)
-    for start in range(0, len(data), chunk):
-        total += _as_f32(data[start : start + chunk]).sum(axis=0, dtype=np.float64)
-    return (total / max(len(data), 1)).astype(np.float32)
+def _root_centroid(data: np.ndarray, config: HKMeansConfig) -> np.ndarray:
+    """The root's own centroid: the mean of the vectors the root is fitted on (all of them, or its sample)."""
+    n, cap = len(data), config.k * config.max_points_per_centroid
+    if n > cap:
+        pick = np.sort(np.random.default_rng(_node_seed(config.seed, 0, 0)).choice(n, size=cap, replace=False))
+        return _as_f32(data[pick]).mean(axis=0, dtype=np.float64).astype(np.float32)
+    return _as_f32(data[:]).mean(axis=0, dtype=np.float64).astype(np.float32)
 
 
 def _numpy_blas_single_threaded() -> Any:
@@ -295,67 +332,161 @@ def fit_hierarchical_kmeans(
         return _fit(data, config, progress)
 
 
+def _fit_node(
+    data: np.ndarray, idx: np.ndarray, own: np.ndarray, level: int, node: int, config: HKMeansConfig
+) -> tuple[np.ndarray, np.ndarray, float, str]:
+    """Fit one node on its members `idx`; returns (k children, each member's child, members' summed squared
+    distance to their child, kind: 'empty' | 'small' | 'fitted')."""
+    k, dim, step = config.k, data.shape[1], config.chunk
+    children = np.empty((k, dim), dtype=np.float32)
+    if len(idx) == 0:
+        children[:] = own  # the documented rule for an empty node
+        return children, np.empty(0, np.int64), 0.0, "empty"
+    cap = k * config.max_points_per_centroid
+    x = _as_f32(np.asarray(data)[idx]) if len(idx) <= max(cap, step) else None  # small enough: load once, use twice
+    if len(idx) <= k:
+        assert x is not None
+        children[: len(idx)] = x  # the documented rule for a node of at most k vectors
+        children[len(idx) :] = own
+        kind = "small"
+    else:
+        seed = _node_seed(config.seed, level, node)
+        if len(idx) > cap:
+            pick = np.sort(np.random.default_rng(seed).choice(len(idx), size=cap, replace=False))
+            fit_x = x[pick] if x is not None else _as_f32(data[idx[pick]])
+        else:
+            fit_x = x
+        children[:] = _kmeans(fit_x, k, config, seed)
+        kind = "fitted"
+    norms = _sq_norms(children)
+    if x is not None:
+        child, d = _nearest(x, children, norms)
+        return children, child, float(d.sum(dtype=np.float64)), kind
+    child = np.empty(len(idx), dtype=np.int64)
+    total = 0.0
+    for start in range(0, len(idx), step):
+        c, d = _nearest(_as_f32(data[idx[start : start + step]]), children, norms)
+        child[start : start + len(c)] = c
+        total += float(d.sum(dtype=np.float64))
+    return children, child, total, kind
+
+
 def _fit(
     data: np.ndarray, config: HKMeansConfig, progress: Callable[[int, int, int], None] | None
 ) -> tuple[VisualCodebook, FitStats]:
     n, dim = data.shape
     if n == 0:
         raise ValueError("cannot fit a codebook on no vectors")
-    k, step = config.k, config.chunk
-    root = _mean(data, step)
+    workers = _Workers(config)
+    if workers.n > 1 and isinstance(data, np.memmap) and n >= PARALLEL_MIN_VECTORS and config.levels > 1:
+        for _ in range(workers.n):
+            workers.pool().submit(_warm_up)  # workers import numpy and faiss while the root is fitted
+    root = _root_centroid(data, config)
     node_of = np.zeros(n, dtype=np.int64)  # node of each vector at the current depth
-    parent_centroids = root[None, None, :]  # (1, 1, dim): the root's own centroid
     centroids: list[np.ndarray] = []
-    small, empty = [], []
-    cap = k * config.max_points_per_centroid
+    small: list[int] = []
+    empty: list[int] = []
+    try:
+        levels = _fit_levels(data, config, progress, root, node_of, centroids, small, empty, workers)
+    finally:
+        workers.close()
+    node_of, inertia = levels
+    book = VisualCodebook(config, centroids, root)
+    stats = FitStats(n, dim, inertia / n, np.bincount(node_of, minlength=config.vocab_size), small, empty)
+    return book, stats
+
+
+def _fit_levels(
+    data: np.ndarray, config: HKMeansConfig, progress: Callable[[int, int, int], None] | None, root: np.ndarray,
+    node_of: np.ndarray, centroids: list[np.ndarray], small: list[int], empty: list[int], workers: _Workers,
+) -> tuple[np.ndarray, float]:
+    """The level-by-level loop of _fit; fills `centroids`, `small`, `empty`; returns leaves and inertia."""
+    k, dim = config.k, data.shape[1]
+    inertia = 0.0
     for level in range(config.levels):
         n_nodes = k**level
         level_c = np.empty((n_nodes, k, dim), dtype=np.float32)
         order = np.argsort(node_of, kind="stable")  # members of each node, in data order
-        counts = np.bincount(node_of, minlength=n_nodes)
-        offsets = np.concatenate([[0], np.cumsum(counts)])
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(node_of, minlength=n_nodes))])
         new_node = np.empty_like(node_of)
-        n_small = n_empty = 0
-        for node in range(n_nodes):
-            idx = order[offsets[node] : offsets[node + 1]]
-            own = parent_centroids[node // k, node % k] if level else root
-            if len(idx) == 0:
-                level_c[node] = own  # the documented rule for an empty node
-                n_empty += 1
-            elif len(idx) <= k:
-                members = _as_f32(data[idx])
-                level_c[node, : len(idx)] = members
-                level_c[node, len(idx) :] = own
-                n_small += 1
-            else:
-                fit_idx = idx
-                if len(idx) > cap:
-                    rng = np.random.default_rng(_node_seed(config.seed, level, node))
-                    fit_idx = np.sort(rng.choice(idx, size=cap, replace=False))
-                level_c[node] = _kmeans(_as_f32(data[fit_idx]), k, config, _node_seed(config.seed, level, node))
-            # assign the node's members to its children
-            norms = _sq_norms(level_c[node])
-            for start in range(0, len(idx), step):
-                rows = idx[start : start + step]
-                child, _ = _nearest(_as_f32(data[rows]), level_c[node], norms)
-                new_node[rows] = node * k + child
+        kinds: list[str] = []
+        inertia = 0.0  # of the last level: the leaf inertia
+        owns = centroids[-1].reshape(n_nodes, dim) if level else root[None, :]
+        jobs = ((node, order[offsets[node] : offsets[node + 1]], owns[node]) for node in range(n_nodes))
+        for done, (node, idx, (c, child, dist, kind)) in enumerate(_fit_level(data, jobs, level, n_nodes, config, workers)):
+            level_c[node] = c
+            new_node[idx] = node * k + child
+            inertia += dist
+            kinds.append(kind)
             if progress:
-                progress(level + 1, node, n_nodes)
+                progress(level + 1, done, n_nodes)
         centroids.append(level_c)
-        parent_centroids = level_c
         node_of = new_node
-        small.append(n_small)
-        empty.append(n_empty)
-    book = VisualCodebook(config, centroids, root)
-    # leaf inertia and sizes from the training assignment (the same as labeling by descent)
-    leaves = book.leaf_centroids()
-    inertia = 0.0
-    for start in range(0, n, step):
-        x = _as_f32(data[start : start + step])
-        diff = x - leaves[node_of[start : start + step]]
-        inertia += float(np.einsum("nd,nd->", diff, diff, dtype=np.float64))
-    stats = FitStats(n, dim, inertia / n, np.bincount(node_of, minlength=config.vocab_size), small, empty)
-    return book, stats
+        small.append(kinds.count("small"))
+        empty.append(kinds.count("empty"))
+    return node_of, inertia
+
+
+PARALLEL_MIN_VECTORS = 50_000
+
+
+class _Workers:
+    """A process pool started on first use and kept for every level of one fit."""
+
+    def __init__(self, config: HKMeansConfig) -> None:
+        self.n = config.processes or os.cpu_count() or 1
+        self._pool: Any = None
+
+    def pool(self) -> Any:
+        if self._pool is None:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(self.n, mp_context=mp.get_context("spawn"))
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+
+def _fit_level(
+    data: np.ndarray, jobs: Any, level: int, n_nodes: int, config: HKMeansConfig, workers: _Workers
+) -> Any:
+    """Yield (node, member indices, _fit_node result) for every node of a level, serially or in processes.
+
+    Processes are used for levels with many nodes when the data is a file-backed memory map that workers can
+    open themselves; each node's result depends only on its members and its seed, so the codebook is the
+    same whatever the number of processes.
+    """
+    filename = getattr(data, "filename", None)
+    small_job = len(data) < PARALLEL_MIN_VECTORS  # starting processes costs more than it saves
+    if workers.n <= 1 or n_nodes < 4 * workers.n or small_job or filename is None or not isinstance(data, np.memmap):
+        for node, idx, own in jobs:
+            yield node, idx, _fit_node(data, idx, own, level, node, config)
+        return
+    jobs = list(jobs)
+    n_batches = workers.n * 4
+    batches = [jobs[i::n_batches] for i in range(n_batches)]  # interleaved: similar sizes per batch
+    futures = [workers.pool().submit(_fit_batch, filename, data.offset, data.shape, data.dtype.str, batch, level, config)
+               for batch in batches if batch]
+    for future in futures:
+        yield from future.result()
+
+
+def _warm_up() -> None:
+    import faiss  # noqa: F401
+
+
+def _fit_batch(filename: str, offset: int, shape: tuple[int, int], dtype: str, batch: list[Any], level: int,
+               config: HKMeansConfig) -> list[Any]:
+    """Worker process: fit a batch of nodes reading the data from its memory-mapped file."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    data = np.memmap(filename, dtype=np.dtype(dtype), mode="r", offset=offset, shape=shape)
+    with _numpy_blas_single_threaded():
+        return [(node, idx, _fit_node(data, idx, own, level, node, config)) for node, idx, own in batch]
 
 
 def agreement(book: VisualCodebook, x: np.ndarray) -> float:

@@ -1,0 +1,35 @@
+"""Prefect tasks of the dataset stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.common import as_dict, retry_if_transient
+from videobert.dataset import build_codebook, load_codebook, run_tokens
+from videobert.ingest import StageOptions
+from videobert.params import Params
+from videobert.runtime import get_runtime
+
+_COMMON = {"cache_policy": NO_CACHE, "persist_result": False, "retry_condition_fn": retry_if_transient}
+
+
+@task(name="fit-codebook", **_COMMON)
+def codebook_task(manifest: dict[str, Any], params: Params, out_dir: str) -> dict[str, Any]:
+    """Fit the hierarchical k-means codebook of a manifest and illustrate it; returns its hash and metrics."""
+    from prefect import get_run_logger
+
+    logger = get_run_logger()
+    book, metrics = build_codebook(get_runtime(), manifest, params, Path(out_dir), progress=logger.info)
+    return {"content_hash": book.content_hash(), "metrics": metrics}
+
+
+@task(name="tokens", task_run_name="tokens-{video_id}", retries=2, retry_delay_seconds=[5, 20], **_COMMON)
+def tokens_task(video_id: str, codebook: str, force: bool = False) -> dict[str, Any]:
+    """Label one video's clips with the codebook (a folder or a content hash in the store)."""
+    rt = get_runtime()
+    return as_dict(run_tokens(rt, video_id, load_codebook(rt, codebook),
+                              StageOptions(force=force, raise_retryable=True)))
