@@ -119,8 +119,9 @@ def fit_bench(work: Path, n: int, baseline: bool) -> Path:
     out = work / f"codebook-{n}"
     runs = [run(OURS.format(root=str(ROOT), data=str(data), out=str(out))) for _ in range(3)]
     ours = sorted(runs, key=lambda r: r["seconds"])[1]  # the median of three runs
-    print(f"fit {n:,} x {DIM} at 4 x 12: ours {ours['seconds']:.1f} s (median of 3: "
-          f"{', '.join(f'{r['seconds']:.1f}' for r in runs)}), peak RSS {ours['rss_mb']:.0f} MB, "
+    times = ", ".join(f"{r['seconds']:.1f}" for r in runs)
+    print(f"fit {n:,} x {DIM} at 4 x 12: ours {ours['seconds']:.1f} s (median of 3: {times}), "
+          f"peak RSS {ours['rss_mb']:.0f} MB, "
           f"leaf inertia {ours['inertia']:.2f}, empty leaves {ours['empty']:.1%}")
     if baseline:
         base = run(BASELINE.format(data=str(data)))
