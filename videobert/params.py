@@ -103,9 +103,12 @@ class CodebookParams(_Section):
     levels: int = Field(4, ge=1, le=8, description="depth of the k-means tree")
     k: int = Field(12, ge=2, description="children per node; the vocabulary has k ** levels tokens")
     seed: int = Field(0, description="seed of every node's k-means (fits are deterministic)")
-    niter: int = Field(20, ge=1, description="k-means iterations per node")
-    nredo: int = Field(3, ge=1, description="k-means restarts per node, the best kept")
-    max_points_per_centroid: int = Field(1024, ge=1, description="a node fits on at most k x this many vectors")
+    niter: int = Field(10, ge=1, description="Lloyd iterations per node, after k-means++ starts")
+    nredo: int = Field(1, ge=1, description="k-means runs per node from different starts, the best kept")
+    max_points_per_centroid: int = Field(
+        64, ge=1, description="a node fits on a sample of at most k x this many of its vectors (then all are assigned)"
+    )
+    init_points_per_centroid: int = Field(32, ge=1, description="k-means++ picks its starts among k x this many")
     agreement_sample: int = Field(5000, ge=0, description="vectors used to measure tree-vs-flat agreement")
     gallery_tokens: int = Field(256, ge=1, description="tokens shown in the gallery (the most frequent)")
     gallery_tile: int = Field(96, ge=16, description="gallery picture side, pixels")

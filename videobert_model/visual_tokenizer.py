@@ -49,8 +49,8 @@ class HKMeansConfig:
     seed: int = 0  # every node's k-means is seeded from (seed, level, node)
     niter: int = 10  # Lloyd iterations per node (after a k-means++ start)
     nredo: int = 1  # k-means runs per node from different starts; the lowest inertia is kept
-    max_points_per_centroid: int = 256  # a node fits on at most k * this many of its vectors (a sample)
-    init_points_per_centroid: int = 64  # k-means++ chooses its starts among at most k * this many of them
+    max_points_per_centroid: int = 64  # a node fits on at most k * this many of its vectors (a sample)
+    init_points_per_centroid: int = 32  # k-means++ chooses its starts among at most k * this many of them
     chunk: int = 65_536  # vectors per assignment step (bounds memory)
     processes: int = 0  # worker processes for big levels of many nodes (memory-mapped data only); 0 = one per CPU
 

@@ -1,0 +1,117 @@
+"""Dataset stages: manifest, codebook (with pictures and gallery), per-video tokens."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from tests.conftest import Project
+from tests.helpers.media import make_video
+from videobert.dataset import (
+    build_codebook,
+    build_manifest,
+    load_codebook,
+    run_tokens,
+    tokens_index,
+)
+from videobert.db import repository as repo
+from videobert.db.models import Codebook
+from videobert.features import FrameReader, load_features
+from videobert.ingest import run_download, run_features
+from videobert.params import CodebookParams, FeaturesParams, Params
+
+PATTERNS = ["testsrc2", "mandelbrot", "rgbtestsrc", "smptebars"]
+PARAMS = Params(features=FeaturesParams(extractor="baseline"), codebook=CodebookParams(levels=2, k=3, agreement_sample=50))
+
+
+@pytest.fixture
+def ingested(project: Project) -> Project:
+    rt = project.runtime()
+    for i, pattern in enumerate(PATTERNS):
+        src = make_video(project.root / f"v{i}.mp4", seconds=4 + i, pattern=pattern)
+        repo.register_videos(rt.db, [repo.NewVideo(f"v{i}", "local", str(src))])
+        assert run_download(rt, f"v{i}", PARAMS).status == "done"
+        assert run_features(rt, f"v{i}", PARAMS).status == "done"
+    return project
+
+
+def test_manifest_lists_current_features_only(ingested: Project) -> None:
+    rt = ingested.runtime()
+    manifest = build_manifest(rt, PARAMS)
+    assert [v["id"] for v in manifest["videos"]] == ["v0", "v1", "v2", "v3"]
+    assert manifest["clips"] == sum(v["clips"] for v in manifest["videos"]) == 3 + 4 + 4 + 5
+    assert manifest["dim"] == 128 and manifest["stale"] == []
+    other = Params(features=FeaturesParams(extractor="baseline", fps=10))
+    stale = build_manifest(rt, other)
+    assert stale["videos"] == [] and stale["stale"] == ["v0", "v1", "v2", "v3"]
+
+
+def test_codebook_is_deterministic_illustrated_and_registered(ingested: Project) -> None:
+    rt = ingested.runtime()
+    manifest = build_manifest(rt, PARAMS)
+    book, metrics = build_codebook(rt, manifest, PARAMS, ingested.root / "cb1")
+    again, _ = build_codebook(rt, manifest, PARAMS, ingested.root / "cb2")
+    assert again.content_hash() == book.content_hash()
+    files = sorted(p.name for p in (ingested.root / "cb1").iterdir())
+    assert files == ["centroids_level1.npy", "centroids_level2.npy", "config.json", "gallery.png", "metrics.json",
+                     "pictures.json", "pictures.zip", "root.npy", "token_counts.npy"]
+    for name in files:  # byte for byte
+        assert (ingested.root / "cb1" / name).read_bytes() == (ingested.root / "cb2" / name).read_bytes(), name
+
+    assert metrics["n_vectors"] == 16 and metrics["vocab_size"] == 9 and metrics["videos"] == 4
+    assert 0 <= metrics["empty_leaf_share"] < 1 and 0 <= metrics["tree_flat_agreement"] <= 1
+    assert json.loads((ingested.root / "cb1" / "metrics.json").read_text()) == metrics
+
+    # every picture is the middle frame of a real clip that carries that token
+    pictures = json.loads((ingested.root / "cb1" / "pictures.json").read_text())
+    assert pictures and len(pictures) == metrics["tokens_with_pictures"]
+    with zipfile.ZipFile(ingested.root / "cb1" / "pictures.zip") as z:
+        for token, where in pictures.items():
+            view = repo.stage_views(rt.db, ["features"], [where["video"]])[(where["video"], "features")]
+            feats = load_features(rt.store, view.artifact("features").key)
+            assert book.label(feats.features.astype(np.float32))[where["clip"]] == int(token)
+            with rt.store.local_path(view.artifact("frames").key) as path, FrameReader(path) as frames:
+                assert z.read(f"{int(token):06d}.jpg") == frames.jpeg(where["clip"])
+    gallery = Image.open(ingested.root / "cb1" / "gallery.png")
+    assert gallery.format == "PNG" and gallery.size[0] >= 96
+
+    with rt.db.session() as s:
+        row = s.scalars(select(Codebook)).one()
+    assert (row.content_hash, row.levels, row.k, row.dim) == (book.content_hash(), 2, 3, 128)
+    assert rt.store.exists(f"codebooks/{book.content_hash()}/config.json")
+    # another worker loads it from the store by hash
+    assert load_codebook(rt, book.content_hash()).content_hash() == book.content_hash()
+
+
+def test_tokens_stage(ingested: Project) -> None:
+    rt = ingested.runtime()
+    manifest = build_manifest(rt, PARAMS)
+    book, _ = build_codebook(rt, manifest, PARAMS, ingested.root / "cb")
+    for v in manifest["videos"]:
+        r = run_tokens(rt, v["id"], book)
+        assert r.status == "done" and r.outcome["clips"] == v["clips"]
+    doc = rt.store.get_json("videos/v1/tokens/tokens.json")
+    feats = load_features(rt.store, manifest["videos"][1]["features"]["key"])
+    assert doc["tokens"] == book.label(feats.features.astype(np.float32)).tolist()
+    assert doc["start"][:2] == [0.0, 1.5] and doc["codebook"] == book.content_hash()
+    assert run_tokens(rt, "v1", book).reason == "up to date"
+    index = tokens_index(rt, manifest, book.content_hash())
+    assert sorted(index["videos"]) == ["v0", "v1", "v2", "v3"] and index["missing"] == []
+    # a new codebook re-labels
+    other, _ = build_codebook(rt, manifest, Params(features=PARAMS.features, codebook=CodebookParams(levels=1, k=4)),
+                              ingested.root / "cb-other")
+    assert run_tokens(rt, "v1", other).status == "done"
+    assert tokens_index(rt, manifest, book.content_hash())["missing"] == ["v1"]
+
+
+def test_codebook_of_nothing(project: Project) -> None:
+    from videobert.dataset import DatasetError
+
+    rt = project.runtime()
+    with pytest.raises(DatasetError, match="no clips"):
+        build_codebook(rt, build_manifest(rt, PARAMS), PARAMS, project.root / "cb")
