@@ -12,4 +12,4 @@ COPY flows ./flows
 RUN pip install --no-cache-dir "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
     && pip install --no-cache-dir -c constraints.txt -e .
 ENV PREFECT_SERVER_ANALYTICS_ENABLED=false DVC_NO_ANALYTICS=1 TF_CPP_MIN_LOG_LEVEL=3
-CMD ["prefect", "worker", "start", "--pool", "videobert", "--type", "process"]
+CMD ["videobert", "serve"]

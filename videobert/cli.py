@@ -250,6 +250,17 @@ def dataset_tokens(
 
 
 @app.command()
+def serve(
+    limit: Annotated[int | None, typer.Option(help="Most runs of one flow at once (default: no limit).")] = None,
+) -> None:
+    """Register every flow as a deployment on the Prefect server and run what users start from the UI."""
+    _prefect_ready()
+    from flows.deployments import serve_all
+
+    serve_all(limit)
+
+
+@app.command()
 def demo() -> None:
     """Run the pipeline on embedded defaults and a few generated sample videos."""
     from videobert.demo import run_demo
