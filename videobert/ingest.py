@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -329,40 +329,32 @@ def plan_ingest(rt: Runtime, video_ids: Sequence[str], params: Params, stages: S
         plan.skipped.setdefault(stage, {}).setdefault(reason, 0)
         plan.skipped[stage][reason] += 1
 
+    # stage -> (its input stage, the input's artifact, the fingerprint given that artifact's sha256)
+    dependents: dict[str, tuple[str, str, Callable[[str], str]]] = {
+        PUNCTUATE.name: (TRANSCRIPT.name, TRANSCRIPT_ARTIFACT, lambda sha: punctuate_fingerprint(rt, params, sha)),
+        FEATURES.name: (DOWNLOAD.name, VIDEO_ARTIFACT, lambda sha: features_fingerprint(rt, params, sha)),
+    }
     for vid, video in videos.items():
         todo: list[str] = []
-        download_runs = False
-        if DOWNLOAD.name in stages:
-            why = _decide(views.get((vid, DOWNLOAD.name)), download_fingerprint(video, params), opts)
-            download_runs = why is None
-            todo.append(DOWNLOAD.name) if why is None else skip(DOWNLOAD.name, why)
-        transcript_runs = False
-        if TRANSCRIPT.name in stages:
-            why = _decide(views.get((vid, TRANSCRIPT.name)), transcript_fingerprint(rt, video, params), opts)
-            transcript_runs = why is None
-            todo.append(TRANSCRIPT.name) if why is None else skip(TRANSCRIPT.name, why)
-        if PUNCTUATE.name in stages:
-            tview = views.get((vid, TRANSCRIPT.name))
-            if transcript_runs:
-                todo.append(PUNCTUATE.name)  # decided again once the new transcript exists
-            elif tview is None or tview.status != StageStatus.DONE:
-                skip(PUNCTUATE.name, "transcript not done")
+        fingerprints = {DOWNLOAD.name: lambda v=video: download_fingerprint(v, params),
+                        TRANSCRIPT.name: lambda v=video: transcript_fingerprint(rt, v, params)}
+        for stage, fingerprint in fingerprints.items():
+            if stage in stages:
+                why = _decide(views.get((vid, stage)), fingerprint(), opts)
+                todo.append(stage) if why is None else skip(stage, why)
+        for stage, (upstream, artifact, fingerprint_of) in dependents.items():
+            if stage not in stages:
+                continue
+            uview = views.get((vid, upstream))
+            if upstream in todo:
+                todo.append(stage)  # decided again once the new input exists
+            elif uview is None or uview.status != StageStatus.DONE:
+                skip(stage, f"{upstream} not done")
             else:
-                fp = punctuate_fingerprint(rt, params, tview.artifact(TRANSCRIPT_ARTIFACT).sha256)
-                why = _decide(views.get((vid, PUNCTUATE.name)), fp, opts)
-                todo.append(PUNCTUATE.name) if why is None else skip(PUNCTUATE.name, why)
-        if FEATURES.name in stages:
-            dview = views.get((vid, DOWNLOAD.name))
-            if download_runs:
-                todo.append(FEATURES.name)  # decided again once the new download exists
-            elif dview is None or dview.status != StageStatus.DONE:
-                skip(FEATURES.name, "download not done")
-            else:
-                fp = features_fingerprint(rt, params, dview.artifact(VIDEO_ARTIFACT).sha256)
-                why = _decide(views.get((vid, FEATURES.name)), fp, opts)
-                todo.append(FEATURES.name) if why is None else skip(FEATURES.name, why)
+                why = _decide(views.get((vid, stage)), fingerprint_of(uview.artifact(artifact).sha256), opts)
+                todo.append(stage) if why is None else skip(stage, why)
         if todo:
-            plan.todo[vid] = todo
+            plan.todo[vid] = sorted(todo, key=STAGE_NAMES.index)
     return plan
 
 
