@@ -105,3 +105,18 @@ def test_fingerprint_covers_inputs_params_and_code() -> None:
     assert base != stage_fingerprint("t", "1", {"fps": 20, "clip": 30}, {"video": "a" * 64})
     with pytest.raises(TypeError, match="cannot fingerprint"):
         stage_fingerprint("s", "1", {"x": object()}, {})
+
+
+def test_long_stage_keeps_its_claim_alive(db: Database, store: ArtifactStore, video: str) -> None:
+    import time
+
+    stolen: list[object] = []
+
+    def slow(claim: repo.Claim) -> StageOutput:
+        time.sleep(1.0)  # four times the lease: only the heartbeat keeps the claim
+        stolen.append(repo.claim_stage(db, video, SPEC.name, "fp", 0.25, owner="other-host:1:1"))
+        return StageOutput()
+
+    result = execute_stage(db, store, video, SPEC, "fp", slow, lease_s=0.25)
+    assert result.status == "done"
+    assert isinstance(stolen[0], repo.Skip) and stolen[0].reason == "running elsewhere"

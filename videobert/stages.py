@@ -8,6 +8,7 @@ verified in the store first; only then is its row committed as done. A crash in 
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,8 +76,10 @@ def execute_stage(
     )
     if isinstance(claim, repo.Skip):
         return StageResult(video_id, spec.name, "skipped", claim.reason, claim.detail)
+    heartbeat = _Heartbeat(db, claim, lease_s)
     try:
-        output = body(claim)
+        with heartbeat:
+            output = body(claim)
         for info in output.artifacts.values():
             store.verify(info)  # the artifact is there, whole, with the sha256 the body computed
     except (DatabaseUnavailableError, ClaimLostError):
@@ -94,3 +97,28 @@ def execute_stage(
         return StageResult(video_id, spec.name, "failed", type(exc).__name__, message, retryable)
     repo.complete_stage(db, claim, output.artifacts, output.outcome)
     return StageResult(video_id, spec.name, "done", outcome=output.outcome)
+
+
+class _Heartbeat:
+    """Extends a claim's lease every third of it while the stage runs, so that a long stage on a live worker
+    is never taken over; a dead worker stops beating and its lease runs out."""
+
+    def __init__(self, db: Database, claim: repo.Claim, lease_s: float) -> None:
+        self.db, self.claim, self.lease_s = db, claim, lease_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{claim.video_id}-{claim.stage}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.lease_s / 3):
+            try:
+                repo.extend_lease(self.db, self.claim, self.lease_s)
+            except Exception as exc:  # a database hiccup must not kill the stage; the next beat retries
+                log.warning("could not extend the lease of %s/%s: %s", self.claim.video_id, self.claim.stage, exc)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
