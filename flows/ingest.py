@@ -18,10 +18,11 @@ from pydantic import BaseModel, Field, model_validator
 from flows.progress import reporter
 from tasks.ingest import configured
 from videobert.db import repository as repo
-from videobert.ingest import STAGE_NAMES, StageOptions, plan_ingest
+from videobert.ingest import STAGE_NAMES, plan_ingest
 from videobert.params import load_params
 from videobert.runtime import get_runtime
 from videobert.sources import DEFAULT_HOWTO100M_CATEGORIES, SourceScan, read_howto100m_csv, read_id_file, read_local_dir
+from videobert.stages import StageOptions
 
 MAX_REJECTED_SHOWN = 20
 UPSTREAM = {"punctuate": "transcript", "features": "download"}  # stage -> the stage whose output it reads

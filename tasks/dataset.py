@@ -10,9 +10,9 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.common import as_dict, retry_if_transient
 from videobert.dataset import build_codebook, load_codebook, run_tokens
-from videobert.ingest import StageOptions
 from videobert.params import Params
 from videobert.runtime import get_runtime
+from videobert.stages import StageOptions
 
 _COMMON = {"cache_policy": NO_CACHE, "persist_result": False, "retry_condition_fn": retry_if_transient}
 

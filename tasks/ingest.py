@@ -8,9 +8,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.common import as_dict, retry_if_transient
-from videobert.ingest import StageOptions, run_download, run_features, run_punctuate, run_transcript
+from videobert.ingest import run_download, run_features, run_punctuate, run_transcript
 from videobert.params import Params
 from videobert.runtime import get_runtime
+from videobert.stages import StageOptions
 
 _COMMON = {"cache_policy": NO_CACHE, "persist_result": False, "retry_condition_fn": retry_if_transient}
 

@@ -9,7 +9,7 @@ from videobert.db import repository as repo
 from videobert.db.engine import Database
 from videobert.errors import PermanentStageError, StoreUnavailableError, TransientStageError
 from videobert.fingerprint import stage_fingerprint
-from videobert.stages import StageOutput, StageSpec, execute_stage
+from videobert.stages import StageOptions, StageOutput, StageSpec, execute_stage
 from videobert.storage import ArtifactStore, MinioStore, ObjectInfo, keys
 
 SPEC = StageSpec("demo", "1")
@@ -61,7 +61,7 @@ def test_transient_error_can_be_raised_for_the_orchestrator(db: Database, store:
         raise TransientStageError("HTTP Error 503")
 
     with pytest.raises(TransientStageError):
-        execute_stage(db, store, video, SPEC, "fp", body, LEASE, raise_retryable=True)
+        execute_stage(db, store, video, SPEC, "fp", body, LEASE, StageOptions(raise_retryable=True))
     view = repo.stage_views(db, [SPEC.name])[(video, SPEC.name)]
     assert (view.status, view.error_type, view.retryable) == ("failed", "TransientStageError", True)
     body2, _ = _writer(store, b"ok")

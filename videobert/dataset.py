@@ -33,10 +33,10 @@ from videobert.db.models import StageStatus
 from videobert.errors import PermanentStageError, SettingsError
 from videobert.features import FrameReader, load_features
 from videobert.fingerprint import canonical_json, stage_fingerprint
-from videobert.ingest import FEATURES_ARTIFACT, FRAMES_ARTIFACT, StageOptions, features_fingerprint
+from videobert.ingest import FEATURES_ARTIFACT, FRAMES_ARTIFACT, features_fingerprint, run_stage, stage_input
 from videobert.params import CodebookParams, Params
 from videobert.runtime import Runtime
-from videobert.stages import StageOutput, StageResult, StageSpec, execute_stage
+from videobert.stages import StageOptions, StageOutput, StageResult, StageSpec
 from videobert.storage import keys
 from videobert_model.visual_tokenizer import HKMeansConfig, VisualCodebook, agreement, fit_hierarchical_kmeans
 
@@ -298,10 +298,9 @@ def tokens_fingerprint(features_sha256: str, codebook_hash: str) -> str:
 
 def run_tokens(rt: Runtime, video_id: str, book: VisualCodebook, opts: StageOptions = StageOptions()) -> StageResult:
     """Label one video's clips: `videos/<id>/tokens/tokens.json` ({codebook, tokens, start, end})."""
-    view = repo.stage_views(rt.db, ["features"], [video_id]).get((video_id, "features"))
-    if view is None or view.status != StageStatus.DONE:
-        return StageResult(video_id, TOKENS.name, "skipped", "upstream not done", "features are not done")
-    info = view.artifact(FEATURES_ARTIFACT)
+    info = stage_input(rt, video_id, TOKENS, "features", FEATURES_ARTIFACT)
+    if isinstance(info, StageResult):
+        return info
     codebook_hash = book.content_hash()
     fp = tokens_fingerprint(info.sha256, codebook_hash)
 
@@ -316,8 +315,7 @@ def run_tokens(rt: Runtime, video_id: str, book: VisualCodebook, opts: StageOpti
         return StageOutput({TOKENS_ARTIFACT: stored}, {"clips": len(tokens), "codebook": codebook_hash,
                                                         "distinct_tokens": int(len(set(tokens.tolist())))})
 
-    return execute_stage(rt.db, rt.store, video_id, TOKENS, fp, body, rt.settings.claim_lease_s,
-                         retry_permanent=opts.retry_permanent, force=opts.force, raise_retryable=opts.raise_retryable)
+    return run_stage(rt, video_id, TOKENS, fp, body, opts)
 
 
 def tokens_index(rt: Runtime, manifest: dict[str, Any], codebook_hash: str) -> dict[str, Any]:

@@ -8,9 +8,7 @@ before anything is scheduled.
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +26,8 @@ from videobert.media import TooLongError, probe
 from videobert.params import Params
 from videobert.punctuation import model_identity, punctuate, sentences_json
 from videobert.runtime import Runtime
-from videobert.stages import StageOutput, StageResult, StageSpec, execute_stage
-from videobert.storage import keys
+from videobert.stages import StageOptions, StageOutput, StageResult, StageSpec, execute_stage
+from videobert.storage import ObjectInfo, keys
 from videobert.transcripts import (
     Transcript,
     find_subtitles,
@@ -125,13 +123,19 @@ def features_fingerprint(rt: Runtime, params: Params, video_sha256: str) -> str:
 # --- stages ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class StageOptions:
-    """How a run treats stages that are done or failed."""
+def run_stage(rt: Runtime, video_id: str, spec: StageSpec, fingerprint: str,
+              body: Callable[[repo.Claim], StageOutput], opts: StageOptions) -> StageResult:
+    """execute_stage with the runtime's database, store and claim lease."""
+    return execute_stage(rt.db, rt.store, video_id, spec, fingerprint, body, rt.settings.claim_lease_s, opts)
 
-    force: bool = False  # re-run stages that are done and up to date
-    retry_permanent: bool = False  # re-run stages that failed permanently with the same fingerprint
-    raise_retryable: bool = False  # re-raise transient errors (after recording them) for the orchestrator
+
+def stage_input(rt: Runtime, video_id: str, spec: StageSpec, upstream: str, artifact: str) -> ObjectInfo | StageResult:
+    """The artifact `spec` reads from its input stage, or the 'skipped' result when that stage is not done."""
+    view = repo.stage_views(rt.db, [upstream], [video_id]).get((video_id, upstream))
+    if view is None or view.status != StageStatus.DONE:
+        status = view.status if view else "not run"
+        return StageResult(video_id, spec.name, "skipped", "upstream not done", f"{upstream} is {status}")
+    return view.artifact(artifact)
 
 
 def _check_duration(duration: float | None, params: Params, name: str) -> None:
@@ -146,23 +150,20 @@ def run_download(rt: Runtime, video_id: str, params: Params, opts: StageOptions 
     fp = download_fingerprint(video, params)
 
     def body(_claim: repo.Claim) -> StageOutput:
-        tmp = rt.scratch("download")
-        try:
+        with rt.scratch("download") as tmp:
             if video.source == "local":
                 path = Path(video.source_id)
                 if not path.is_file():
                     raise LocalFileMissingError(f"local video file {path} no longer exists")
                 extractor, title, format_id = "local", video.title, None
             else:
-                got = download(video.url or video.source_id, Path(tmp), params.download)
+                got = download(video.url or video.source_id, tmp, params.download)
                 _check_duration(got.duration_s, params, "video")
                 path, extractor, title, format_id = got.path, got.extractor, got.title, got.format_id
             info = probe(path)  # corrupt, empty or audio-only files stop here
             _check_duration(info.duration_s, params, path.name)
             ext = path.suffix.lower().lstrip(".") or "bin"
             stored = rt.store.put_file(keys.video_artifact(video_id, DOWNLOAD.name, f"source.{ext}"), path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         repo.update_video(rt.db, video_id, title=title or video.title, duration_s=info.duration_s)
         outcome = {
             "extractor": extractor, "format_id": format_id, "ext": ext, "duration_s": info.duration_s,
@@ -171,8 +172,7 @@ def run_download(rt: Runtime, video_id: str, params: Params, opts: StageOptions 
         }
         return StageOutput({VIDEO_ARTIFACT: stored}, outcome)
 
-    return execute_stage(rt.db, rt.store, video_id, DOWNLOAD, fp, body, rt.settings.claim_lease_s,
-                         retry_permanent=opts.retry_permanent, force=opts.force, raise_retryable=opts.raise_retryable)
+    return run_stage(rt, video_id, DOWNLOAD, fp, body, opts)
 
 
 def find_transcript(rt: Runtime, video: Video, params: Params) -> Transcript:
@@ -222,21 +222,14 @@ def run_transcript(rt: Runtime, video_id: str, params: Params, opts: StageOption
         }
         return StageOutput({TRANSCRIPT_ARTIFACT: stored}, outcome)
 
-    return execute_stage(rt.db, rt.store, video_id, TRANSCRIPT, fp, body, rt.settings.claim_lease_s,
-                         retry_permanent=opts.retry_permanent, force=opts.force, raise_retryable=opts.raise_retryable)
-
-
-class UpstreamNotDoneError(PermanentStageError):
-    """A stage's input stage has not finished (or failed)."""
+    return run_stage(rt, video_id, TRANSCRIPT, fp, body, opts)
 
 
 def run_punctuate(rt: Runtime, video_id: str, params: Params, opts: StageOptions = StageOptions()) -> StageResult:
     """Restore punctuation and split into timed sentences: `videos/<id>/punctuate/sentences.json`."""
-    upstream = repo.stage_views(rt.db, [TRANSCRIPT.name], [video_id]).get((video_id, TRANSCRIPT.name))
-    if upstream is None or upstream.status != StageStatus.DONE:
-        status = upstream.status if upstream else "not run"
-        return StageResult(video_id, PUNCTUATE.name, "skipped", "upstream not done", f"transcript is {status}")
-    transcript_info = upstream.artifact(TRANSCRIPT_ARTIFACT)
+    transcript_info = stage_input(rt, video_id, PUNCTUATE, TRANSCRIPT.name, TRANSCRIPT_ARTIFACT)
+    if isinstance(transcript_info, StageResult):
+        return transcript_info
     fp = punctuate_fingerprint(rt, params, transcript_info.sha256)
 
     def body(_claim: repo.Claim) -> StageOutput:
@@ -253,42 +246,31 @@ def run_punctuate(rt: Runtime, video_id: str, params: Params, opts: StageOptions
                    "english": transcript.english}
         return StageOutput({SENTENCES_ARTIFACT: stored}, outcome)
 
-    return execute_stage(rt.db, rt.store, video_id, PUNCTUATE, fp, body, rt.settings.claim_lease_s,
-                         retry_permanent=opts.retry_permanent, force=opts.force, raise_retryable=opts.raise_retryable)
+    return run_stage(rt, video_id, PUNCTUATE, fp, body, opts)
 
 
 def run_features(rt: Runtime, video_id: str, params: Params, opts: StageOptions = StageOptions()) -> StageResult:
     """Clip features and middle frames: `videos/<id>/features/features.npz` and `frames.zip`."""
-    upstream = repo.stage_views(rt.db, [DOWNLOAD.name], [video_id]).get((video_id, DOWNLOAD.name))
-    if upstream is None or upstream.status != StageStatus.DONE:
-        status = upstream.status if upstream else "not run"
-        return StageResult(video_id, FEATURES.name, "skipped", "upstream not done", f"download is {status}")
-    video_info = upstream.artifact(VIDEO_ARTIFACT)
+    video_info = stage_input(rt, video_id, FEATURES, DOWNLOAD.name, VIDEO_ARTIFACT)
+    if isinstance(video_info, StageResult):
+        return video_info
     fp = features_fingerprint(rt, params, video_info.sha256)
 
     def body(_claim: repo.Claim) -> StageOutput:
         extractor = rt.extractor(params.features)
-        tmp = rt.scratch("features")
-        try:
-            report = DecodeReport()
+        report = DecodeReport()
+        with rt.scratch("features") as tmp:
             with rt.store.local_path(video_info.key, verify=True) as source:
-                features_path, frames_path, clips = extract_video(source, extractor, params.features, Path(tmp), report)
+                features_path, frames_path, clips = extract_video(source, extractor, params.features, tmp, report)
             stored_features = rt.store.put_file(keys.video_artifact(video_id, FEATURES.name, "features.npz"), features_path)
             stored_frames = rt.store.put_file(keys.video_artifact(video_id, FEATURES.name, "frames.zip"), frames_path,
                                               "application/zip")
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         outcome = {"clips": clips, "extractor": extractor.name, "dim": extractor.dim, "device": extractor.device(),
                    "rotation": report.rotation, "source_frames": report.source_frames,
                    "decode_error": report.error}  # set when a damaged file lost its end: the clips before are kept
         return StageOutput({FEATURES_ARTIFACT: stored_features, FRAMES_ARTIFACT: stored_frames}, outcome)
 
-    return execute_stage(rt.db, rt.store, video_id, FEATURES, fp, body, rt.settings.claim_lease_s,
-                         retry_permanent=opts.retry_permanent, force=opts.force, raise_retryable=opts.raise_retryable)
-
-
-RUNNERS = {DOWNLOAD.name: run_download, TRANSCRIPT.name: run_transcript, PUNCTUATE.name: run_punctuate,
-           FEATURES.name: run_features}
+    return run_stage(rt, video_id, FEATURES, fp, body, opts)
 
 
 # --- planning ------------------------------------------------------------------------------------------
@@ -356,12 +338,3 @@ def plan_ingest(rt: Runtime, video_ids: Sequence[str], params: Params, stages: S
         if todo:
             plan.todo[vid] = sorted(todo, key=STAGE_NAMES.index)
     return plan
-
-
-def sentences_of(rt: Runtime, video_id: str) -> dict[str, Any]:
-    """The stored sentences document of a video (for inspection and later stages)."""
-    view = repo.stage_views(rt.db, [PUNCTUATE.name], [video_id]).get((video_id, PUNCTUATE.name))
-    if view is None or view.status != StageStatus.DONE:
-        raise UpstreamNotDoneError(f"video {video_id} has no punctuated sentences yet")
-    return json.loads(rt.store.get_bytes(view.artifact(SENTENCES_ARTIFACT).key, verify=True))
-

@@ -6,7 +6,9 @@ share connection pools and loaded models instead of opening their own.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,12 +43,19 @@ class Runtime:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def scratch(self, prefix: str) -> Path:
-        """A new scratch folder named with this process's pid, so that a later run can clean it if we die."""
+    @contextlib.contextmanager
+    def scratch(self, prefix: str) -> Iterator[Path]:
+        """A new scratch folder for the block, named with this process's pid so that a later run can remove it
+        if this process dies before the block ends."""
         import os
+        import shutil
         import tempfile
 
-        return Path(tempfile.mkdtemp(prefix=f"{prefix}-{os.getpid()}-", dir=self.work_dir()))
+        path = Path(tempfile.mkdtemp(prefix=f"{prefix}-{os.getpid()}-", dir=self.work_dir()))
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
 
     def clean_scratch(self) -> int:
         """Remove scratch folders left by processes of this host that no longer run; returns how many."""

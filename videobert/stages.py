@@ -39,6 +39,18 @@ class StageOutput:
 
 
 @dataclass(frozen=True)
+class StageOptions:
+    """How a run treats stages that are done or failed."""
+
+    force: bool = False  # re-run stages that are done and up to date
+    retry_permanent: bool = False  # re-run stages that failed permanently with the same fingerprint
+    raise_retryable: bool = False  # re-raise transient errors (after recording them) for the orchestrator
+
+
+DEFAULT_OPTIONS = StageOptions()
+
+
+@dataclass(frozen=True)
 class StageResult:
     """How one (video, stage) ended in this run."""
 
@@ -59,20 +71,17 @@ def execute_stage(
     fingerprint: str,
     body: Callable[[repo.Claim], StageOutput],
     lease_s: float,
-    *,
-    retry_permanent: bool = False,
-    force: bool = False,
-    raise_retryable: bool = False,
+    opts: StageOptions = DEFAULT_OPTIONS,
 ) -> StageResult:
     """Claim (video, stage), run `body`, verify its artifacts, then record the result.
 
     A failure of `body` is recorded on the row (error type, message, retryable) and returned as a
-    'failed' result, so that one bad video never stops a run. With `raise_retryable`, a retryable error is
+    'failed' result, so that one bad video never stops a run. With `opts.raise_retryable`, a retryable error is
     re-raised after it is recorded, so that an orchestrator can retry the call with backoff.
     Database and claim errors are never swallowed: without a database nothing can be recorded.
     """
     claim = repo.claim_stage(
-        db, video_id, spec.name, fingerprint, lease_s, retry_permanent=retry_permanent, force=force
+        db, video_id, spec.name, fingerprint, lease_s, retry_permanent=opts.retry_permanent, force=opts.force
     )
     if isinstance(claim, repo.Skip):
         return StageResult(video_id, spec.name, "skipped", claim.reason, claim.detail)
@@ -92,7 +101,7 @@ def execute_stage(
             message += "\n" + "".join(traceback.format_exception(exc, limit=-3)).strip()
         repo.fail_stage(db, claim, type(exc).__name__, message, retryable)
         log.warning("video %s stage %s failed: %s: %s", video_id, spec.name, type(exc).__name__, str(exc)[:300])
-        if raise_retryable and retryable:
+        if opts.raise_retryable and retryable:
             raise
         return StageResult(video_id, spec.name, "failed", type(exc).__name__, message, retryable)
     repo.complete_stage(db, claim, output.artifacts, output.outcome)

@@ -558,15 +558,6 @@ def open_store(settings: Settings, check: bool = True) -> ArtifactStore:
     return store
 
 
-def copy_tree_to_store(store: ArtifactStore, folder: Path, prefix_key: str) -> dict[str, ObjectInfo]:
-    """Upload every file under `folder` to `prefix_key/<relative path>`; return infos by relative path."""
-    out = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = path.relative_to(folder).as_posix()
-        out[rel] = store.put_file(f"{prefix_key}/{rel}", path)
-    return out
-
-
 __all__ = [
     "ArtifactStore",
     "LocalStore",
@@ -575,5 +566,4 @@ __all__ = [
     "keys",
     "open_store",
     "sha256_file",
-    "copy_tree_to_store",
 ]
