@@ -18,7 +18,6 @@ import hashlib
 import io
 import json
 import logging
-import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -158,28 +157,22 @@ def _zip_write(z: zipfile.ZipFile, name: str, data: bytes) -> None:
     z.writestr(info, data)
 
 
-def token_pictures(rt: Runtime, manifest: dict[str, Any], book: VisualCodebook, out_dir: Path) -> dict[str, Any]:
+def token_pictures(rt: Runtime, manifest: dict[str, Any], book: VisualCodebook, gathered: Gathered,
+                   out_dir: Path) -> dict[str, Any]:
     """For each token, the middle frame of the training clip nearest to its centroid among the clips labelled
-    with it; found in one pass over the videos' features. Writes `pictures.zip` and returns the index."""
+    with it (ties: the first in manifest order); found in one pass over the gathered features. Writes
+    `pictures.zip` and returns the index and the token counts."""
     vocab = book.vocab_size
+    tokens, dist = book.label_with_distance(gathered.data)
+    counts = np.bincount(tokens, minlength=vocab)
+    order = np.lexsort((np.arange(len(tokens)), dist, tokens))
+    first = order[np.r_[True, tokens[order][1:] != tokens[order][:-1]]]  # the nearest row of each used token
     best = np.full(vocab, np.inf, dtype=np.float64)
     best_video = np.full(vocab, -1, dtype=np.int64)
     best_clip = np.full(vocab, -1, dtype=np.int64)
-    counts = np.zeros(vocab, dtype=np.int64)
-    for i, entry in enumerate(manifest["videos"]):
-        feats = load_features(rt.store, entry["features"]["key"], verify=True)
-        if not len(feats):
-            continue
-        tokens, dist = book.label_with_distance(feats.features.astype(np.float32))
-        counts += np.bincount(tokens, minlength=vocab)
-        # the nearest clip per token within this video, then against the best so far (ties: first seen)
-        order = np.lexsort((np.arange(len(tokens)), dist, tokens))
-        first = order[np.r_[True, tokens[order][1:] != tokens[order][:-1]]]
-        better = dist[first] < best[tokens[first]]
-        sel = first[better]
-        best[tokens[sel]] = dist[sel]
-        best_video[tokens[sel]] = i
-        best_clip[tokens[sel]] = sel
+    best[tokens[first]] = dist[first]
+    best_video[tokens[first]] = gathered.video[first]
+    best_clip[tokens[first]] = gathered.clip[first]
     pictures: dict[str, Any] = {}
     with zipfile.ZipFile(out_dir / "pictures.zip", "w") as z:
         for vi in sorted(set(best_video[best_video >= 0].tolist())):
@@ -224,9 +217,9 @@ def build_codebook(
     for stale in out_dir.iterdir():
         if stale.is_file():
             stale.unlink()
-    with tempfile.TemporaryDirectory(dir=rt.work_dir(), prefix="codebook-") as tmp:
+    with rt.scratch("codebook") as tmp:
         say(f"gathering {manifest['clips']} clip features of {len(manifest['videos'])} videos")
-        gathered = gather_features(rt, manifest, Path(tmp) / "features.npy")
+        gathered = gather_features(rt, manifest, tmp / "features.npy")
 
         def node_progress(level: int, node: int, total: int) -> None:
             if node + 1 == total:
@@ -237,14 +230,14 @@ def build_codebook(
         rng = np.random.default_rng(cfg.seed)
         sample = np.sort(rng.choice(n, size=min(n, params.codebook.agreement_sample), replace=False))
         agree = agreement(book, np.asarray(gathered.data[sample]))
-        del gathered
-    metrics = {**stats.summary(), "tree_flat_agreement": agree, "agreement_sample": int(len(sample)),
-               "videos": len(manifest["videos"]), "vocab_size": book.vocab_size}
-    manifest_sha = hashlib.sha256(canonical_json(manifest).encode()).hexdigest()
-    book.extra = {"manifest_sha256": manifest_sha, "extractor": manifest["extractor"]}
-    book.save_pretrained(out_dir)
-    say("finding each token's picture")
-    found = token_pictures(rt, manifest, book, out_dir)
+        metrics = {**stats.summary(), "tree_flat_agreement": agree, "agreement_sample": int(len(sample)),
+                   "videos": len(manifest["videos"]), "vocab_size": book.vocab_size}
+        manifest_sha = hashlib.sha256(canonical_json(manifest).encode()).hexdigest()
+        book.extra = {"manifest_sha256": manifest_sha, "extractor": manifest["extractor"]}
+        book.save_pretrained(out_dir)
+        say("finding each token's picture")
+        found = token_pictures(rt, manifest, book, gathered, out_dir)
+        del gathered  # release the memory map before its folder goes
     metrics["tokens_with_pictures"] = len(found["pictures"])
     write_json(out_dir / "pictures.json", found["pictures"])
     np.save(out_dir / "token_counts.npy", found["counts"])
