@@ -36,13 +36,16 @@ def config() -> None:
     for name, value in settings.safe_dump().items():
         table.add_row(name, "" if value is None else str(value))
     console.print(table)
-    console.print(f"database: {settings.resolved_database_url and _masked(settings.resolved_database_url)}")
+    _print_locations(settings)
 
 
-def _masked(url: str) -> str:
+def _print_locations(settings) -> None:  # noqa: ANN001
+    """Where the database and the artifacts are (password masked)."""
     from videobert.settings import mask_url_password
+    from videobert.storage import open_store
 
-    return mask_url_password(url)
+    console.print(f"database: {mask_url_password(settings.resolved_database_url)}")
+    console.print(f"artifacts: {open_store(settings, check=False).describe()}")
 
 
 @db_app.command("upgrade")
@@ -126,10 +129,7 @@ def _print_summary(summary: dict, settings) -> None:  # noqa: ANN001
         console.print(f"... and {summary['rejected_count'] - len(summary['rejected'])} more rejected entries")
     for vid in summary["unknown_ids"]:
         console.print(f"[yellow]unknown video id[/] {vid}")
-    from videobert.settings import mask_url_password
-
-    console.print(f"database: {mask_url_password(settings.resolved_database_url)}")
-    console.print(f"artifacts: {settings.store == 'local' and settings.resolved_store_dir or settings.minio_bucket}")
+    _print_locations(settings)
 
 
 def _run_ingest(request_fields: dict, params: Path, quiet: bool) -> dict:

