@@ -25,6 +25,12 @@ from videobert.ids import validate_name, validate_video_id
 from videobert.storage import ObjectInfo
 
 MAX_ERROR_MESSAGE_CHARS = 4000  # keep the head of very long tracebacks/messages
+IN_LIST_CHUNK = 1000  # ids per `IN (...)` list and per multi-row insert (well below every driver's limits)
+
+
+def _chunks(items: Sequence[Any], size: int = IN_LIST_CHUNK) -> list[Sequence[Any]]:
+    """`items` in consecutive slices of at most `size`."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 # --- identities -----------------------------------------------------------------------------------
@@ -89,7 +95,7 @@ def _insert(db: Database, table: Any) -> Any:
     return (postgresql.insert if db.dialect == "postgresql" else sqlite.insert)(table)
 
 
-def register_videos(db: Database, videos: Iterable[NewVideo], batch: int = 1000) -> tuple[int, int]:
+def register_videos(db: Database, videos: Iterable[NewVideo]) -> tuple[int, int]:
     """Insert videos not yet known (by id); return (added, already known). Ids are validated first."""
     rows = []
     for v in videos:
@@ -111,8 +117,7 @@ def register_videos(db: Database, videos: Iterable[NewVideo], batch: int = 1000)
         )
     added = 0
     with db.session() as s:
-        for start in range(0, len(rows), batch):
-            chunk = rows[start : start + batch]
+        for chunk in _chunks(rows):
             stmt = _insert(db, Video).values(chunk).on_conflict_do_nothing().returning(Video.id)
             added += len(s.execute(stmt).all())
     return added, len(rows) - added
@@ -132,8 +137,8 @@ def get_videos(db: Database, ids: Sequence[str]) -> dict[str, Video]:
     """The registered videos among `ids`, by id (detached rows)."""
     out: dict[str, Video] = {}
     with db.session() as s:
-        for start in range(0, len(ids), 1000):
-            for video in s.scalars(select(Video).where(Video.id.in_(ids[start : start + 1000]))):
+        for chunk in _chunks(ids):
+            for video in s.scalars(select(Video).where(Video.id.in_(chunk))):
                 out[video.id] = video
         s.expunge_all()
     return out
@@ -151,8 +156,8 @@ def known_video_ids(db: Database, ids: Sequence[str] | None = None) -> set[str]:
         stmt = select(Video.id)
         if ids is not None:
             found: set[str] = set()
-            for start in range(0, len(ids), 1000):
-                found.update(s.scalars(stmt.where(Video.id.in_(ids[start : start + 1000]))))
+            for chunk in _chunks(ids):
+                found.update(s.scalars(stmt.where(Video.id.in_(chunk))))
             return found
         return set(s.scalars(stmt))
 
@@ -431,8 +436,7 @@ def stage_views(db: Database, stages: Sequence[str], video_ids: Sequence[str] | 
     )
     with db.session() as s:
         base = select(*cols).where(StageRun.stage.in_(list(stages)))
-        chunks = [None] if video_ids is None else [video_ids[i : i + 1000] for i in range(0, len(video_ids), 1000)]
-        for chunk in chunks:
+        for chunk in [None] if video_ids is None else _chunks(video_ids):
             stmt = base if chunk is None else base.where(StageRun.video_id.in_(chunk))
             for r in s.execute(stmt):
                 out[(r.video_id, r.stage)] = StageView(*r)
