@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.futures import next_finished
 from flows.progress import reporter
 from tasks.dataset import codebook_task, tokens_task
 from videobert.dataset import build_manifest, read_manifest, tokens_index, write_json
@@ -61,10 +61,7 @@ def tokens_flow(manifest: str = "dataset/manifest.json", codebook: str = "datase
         while pending and len(in_flight) < concurrency:
             vid = pending.pop(0)
             in_flight[tokens_task.submit(vid, codebook, force)] = vid
-        fut = next(as_completed(list(in_flight)))
-        vid = in_flight.pop(fut)
-        outcome = fut.result(raise_on_failure=False)
-        status = outcome["status"] if isinstance(outcome, dict) else "failed"
+        vid, status, _error_type = next_finished(in_flight)
         results[status] += 1
         progress.advance(f"{vid}: {status}")
     progress.stop()

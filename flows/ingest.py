@@ -11,10 +11,11 @@ from collections import Counter, deque
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.futures import PrefectFuture, as_completed
+from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field, model_validator
 
+from flows.futures import next_finished
 from flows.progress import reporter
 from tasks.ingest import configured
 from videobert.db import repository as repo
@@ -153,16 +154,9 @@ def ingest(request: IngestRequest = IngestRequest(), params_file: str = "params.
     while queue or in_flight:
         while queue and len(remaining) < concurrency:
             submit_video(*queue.popleft())
-        future = next(as_completed(list(in_flight)))
-        vid, stage = in_flight.pop(future)
-        outcome = future.result(raise_on_failure=False)
-        if isinstance(outcome, dict):
-            status = outcome["status"]
-            if status == "failed":
-                errors[(stage, outcome["reason"])] += 1
-        else:  # the task raised: retries exhausted on a transient error, or a bug
-            status = "failed"
-            errors[(stage, type(outcome).__name__ if isinstance(outcome, BaseException) else "unknown")] += 1
+        (vid, stage), status, error_type = next_finished(in_flight)
+        if error_type:
+            errors[(stage, error_type)] += 1
         finish(vid, stage, status)
     progress.stop()
 
