@@ -156,6 +156,7 @@ class TFHubExtractor(ClipExtractor):
         self.cache_dir = cache_dir
         self._fn: Any = None
         self._path: Path | None = None
+        self._identity: str | None = None
         self.dim = 1024
         self.name = f"tfhub-{kind}"
 
@@ -246,9 +247,13 @@ class TFHubExtractor(ClipExtractor):
     # interface -------------------------------------------------------------------------------------------
 
     def identity(self) -> str:
-        self._load()
-        assert self._path is not None
-        return f"{self.name}:{self.output or self.pool_tensor or 'pool'}:{_weights_hash(self._path)}"
+        # Hashed once: the weights in memory do not change after loading, and fingerprinting a plan asks
+        # for the identity once per video.
+        if self._identity is None:
+            self._load()
+            assert self._path is not None
+            self._identity = f"{self.name}:{self.output or self.pool_tensor or 'pool'}:{_weights_hash(self._path)}"
+        return self._identity
 
     def extract(self, clips: np.ndarray) -> np.ndarray:
         import tensorflow as tf
