@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,9 +32,7 @@ class Runtime:
     db: Database
     store: ArtifactStore
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _labelers: dict[Any, Labeler] = field(default_factory=dict, repr=False)
-    _captions: dict[str, HowTo100MCaptions] = field(default_factory=dict, repr=False)
-    _extractors: dict[Any, ClipExtractor] = field(default_factory=dict, repr=False)
+    _loaded: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)  # models and indexes, by key
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     def work_dir(self) -> Path:
@@ -87,31 +85,29 @@ class Runtime:
         """The punctuation labeler for `params`, loaded once per process."""
         from videobert.punctuation import make_labeler
 
-        key = (params.model_dump_json(), self.settings.punctuation_model)
-        with self._lock:
-            if key not in self._labelers:
-                self._labelers[key] = make_labeler(params, self.settings.punctuation_model)
-            return self._labelers[key]
+        model = self.settings.punctuation_model
+        return self._once(("labeler", params.model_dump_json(), model), lambda: make_labeler(params, model))
 
     def extractor(self, params: FeaturesParams) -> ClipExtractor:
         """The clip feature extractor for `params`, loaded once per process (models are big)."""
         from videobert.features import make_extractor
 
         s = self.settings
-        key = (params.model_dump_json(), s.s3d_handle, s.i3d_handle, str(s.tfhub_cache_dir))
-        with self._lock:
-            if key not in self._extractors:
-                self._extractors[key] = make_extractor(params, s)
-            return self._extractors[key]
+        key = ("extractor", params.model_dump_json(), s.s3d_handle, s.i3d_handle, str(s.tfhub_cache_dir))
+        return self._once(key, lambda: make_extractor(params, s))
 
     def howto100m(self, path: str) -> HowTo100MCaptions:
         """The HowTo100M caption file at `path`, with its index."""
         from videobert.howto100m import HowTo100MCaptions
 
+        return self._once(("howto100m", path), lambda: HowTo100MCaptions(path, self.cache_dir()))
+
+    def _once(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        """The object cached under `key`, made by `make` the first time (one thread makes it)."""
         with self._lock:
-            if path not in self._captions:
-                self._captions[path] = HowTo100MCaptions(path, self.cache_dir())
-            return self._captions[path]
+            if key not in self._loaded:
+                self._loaded[key] = make()
+            return self._loaded[key]
 
     def http_session(self) -> Any:
         """A requests.Session per thread (youtube-transcript-api's is not thread-safe)."""
