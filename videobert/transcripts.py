@@ -63,7 +63,7 @@ class Transcript:
         return cls(**data)
 
 
-def is_english(language: str | None, preferred: Sequence[str] = ("en",)) -> bool:
+def is_english(language: str | None) -> bool:
     """True for English language codes (en, en-US, a.en ...)."""
     if not language:
         return False
