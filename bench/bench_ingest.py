@@ -11,6 +11,7 @@ Run: .venv/bin/python bench/bench_ingest.py [--videos 1000] [--small 16]
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -39,35 +40,42 @@ def noop_rerun(n: int) -> None:
     from videobert.db.models import StageRun, StageStatus, utcnow
     from videobert.ingest import (
         DOWNLOAD,
+        FEATURES,
         PUNCTUATE,
         TRANSCRIPT,
         download_fingerprint,
+        features_fingerprint,
         plan_ingest,
         punctuate_fingerprint,
         transcript_fingerprint,
     )
-    from videobert.params import Params
+    from videobert.params import load_params
     from videobert.runtime import get_runtime
 
     with project_dir("bench-noop-") as root:
+        # all four ingest stages; the weight-free extractor, since S3D's weights cannot be downloaded here
+        (root / "params.yaml").write_text("features:\n  extractor: baseline\n")
         folder = root / "videos"
         folder.mkdir()
         for i in range(n):
             (folder / f"video{i:05d}.mp4").write_bytes(b"")  # only their stat enters the fingerprint
         rt = get_runtime()
-        params = Params()
+        params = load_params(root / "params.yaml")
         repo.register_videos(rt.db, [repo.NewVideo(f"video{i:05d}", "local", str(folder / f"video{i:05d}.mp4"))
                                      for i in range(n)])
         videos = repo.get_videos(rt.db, [f"video{i:05d}" for i in range(n)])
         rows = []
         now = utcnow()
         for vid, video in videos.items():
-            tsha = f"{abs(hash(vid)):064x}"[:64]
-            art = {"transcript": {"key": f"videos/{vid}/transcript/captions.json", "sha256": tsha, "size": 10}}
+            # stand-in artifact records: the plan reads only their sha256
+            tsha, vsha = (hashlib.sha256(f"{kind}:{vid}".encode()).hexdigest() for kind in ("transcript", "video"))
+            transcript = {"transcript": {"key": f"videos/{vid}/transcript/captions.json", "sha256": tsha, "size": 10}}
+            source = {"video": {"key": f"videos/{vid}/download/source.mp4", "sha256": vsha, "size": 10}}
             for spec, fp, arts in (
-                (DOWNLOAD, download_fingerprint(video, params), {}),
-                (TRANSCRIPT, transcript_fingerprint(rt, video, params), art),
+                (DOWNLOAD, download_fingerprint(video, params), source),
+                (TRANSCRIPT, transcript_fingerprint(rt, video, params), transcript),
                 (PUNCTUATE, punctuate_fingerprint(rt, params, tsha), {}),
+                (FEATURES, features_fingerprint(rt, params, vsha), {}),
             ):
                 rows.append(StageRun(video_id=vid, stage=spec.name, status=StageStatus.DONE, fingerprint=fp,
                                      artifacts=arts, outcome={}, attempts=1, started_at=now, finished_at=now))
@@ -81,10 +89,10 @@ def noop_rerun(n: int) -> None:
         with Timer() as t:
             summary = ingest(request=IngestRequest())
         runs = _task_runs(summary["flow_run_id"])
-        print(f"no-op re-run over {n} done videos ({3 * n} stages): flow {t.s:.2f} s "
+        print(f"no-op re-run over {n} done videos ({4 * n} stages): flow {t.s:.2f} s "
               f"(plan from the database {plan_t.s * 1000:.0f} ms), task runs created: {runs}; "
               f"goal < 10 s and 0 -> {'met' if t.s < 10 and runs == 0 else 'NOT met'}")
-        assert summary["submitted"] == {"download": 0, "transcript": 0, "punctuate": 0}
+        assert summary["submitted"] == {"download": 0, "transcript": 0, "punctuate": 0, "features": 0}
 
 
 def overhead(n: int) -> None:
@@ -93,13 +101,16 @@ def overhead(n: int) -> None:
     from flows.ingest import IngestRequest, ingest
     from tests.helpers.media import make_video
     from videobert.db import repository as repo
-    from videobert.ingest import run_download, run_punctuate, run_transcript
-    from videobert.params import Params
+    from videobert.ingest import run_download, run_features, run_punctuate, run_transcript
+    from videobert.params import load_params
     from videobert.runtime import get_runtime
     from videobert.sources import read_local_dir
 
     with tempfile.TemporaryDirectory(prefix="bench-videos-") as vtmp:
-        folder = Path(vtmp)
+        folder = Path(vtmp) / "videos"
+        params_file = Path(vtmp) / "params.yaml"
+        params_file.write_text("features:\n  extractor: baseline\n")  # S3D's weights cannot be had here
+        params = load_params(params_file)
         for i in range(n):
             make_video(folder / f"clip{i:03d}.mp4", seconds=2)
             (folder / f"clip{i:03d}.en.vtt").write_text(
@@ -109,10 +120,9 @@ def overhead(n: int) -> None:
             rt = get_runtime()
             scan = read_local_dir(folder)
             repo.register_videos(rt.db, scan.videos)
-            params = Params()
             with Timer() as plain:
                 for v in scan.videos:
-                    for run in (run_download, run_transcript, run_punctuate):
+                    for run in (run_download, run_transcript, run_punctuate, run_features):
                         assert run(rt, v.id, params).status == "done"
 
         results = {}
@@ -122,12 +132,14 @@ def overhead(n: int) -> None:
                 with project_dir(f"bench-flow{conc}-{rep}-"):
                     get_runtime()  # open (and migrate) the database outside the timing, as the plain loop did
                     with Timer() as t:
-                        summary = ingest(request=IngestRequest(local_dir=str(folder), concurrency=conc))
-                    assert summary["results"] == {"download:done": n, "punctuate:done": n, "transcript:done": n}
+                        summary = ingest(request=IngestRequest(local_dir=str(folder), concurrency=conc),
+                                         params_file=str(params_file))
+                    assert summary["results"] == {"download:done": n, "features:done": n, "punctuate:done": n,
+                                                  "transcript:done": n}
                     times.append(t.s)
             results[conc] = sorted(times)[1]  # median of 3
     per_plain = plain.s / n * 1000
-    print(f"{n} small local videos (2 s, 320x240) x 3 stages: plain loop {plain.s:.2f} s ({per_plain:.0f} ms/video)")
+    print(f"{n} small local videos (2 s, 320x240) x 4 stages: plain loop {plain.s:.2f} s ({per_plain:.0f} ms/video)")
     for conc, s in results.items():
         print(f"  ingest flow, concurrency {conc} (median of 3): {s:.2f} s ({s / n * 1000:.0f} ms/video), "
               f"ratio flow/plain {s / plain.s:.2f}x, overhead {(s - plain.s) / n * 1000:+.0f} ms/video")

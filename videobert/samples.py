@@ -55,6 +55,8 @@ def make_samples(folder: Path) -> list[Path]:
             )
             tmp.rename(path)
         vtt = "WEBVTT\n\n" + "".join(f"{_vtt_time(a)} --> {_vtt_time(b)}\n{text}\n\n" for a, b, text in captions)
-        (folder / f"{stem}.en.vtt").write_text(vtt)
+        subtitles = folder / f"{stem}.en.vtt"
+        if not subtitles.exists() or subtitles.read_text() != vtt:  # rewriting would change its mtime: a re-run
+            subtitles.write_text(vtt)
         paths.append(path)
     return paths
