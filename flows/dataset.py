@@ -16,7 +16,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.futures import next_finished
 from flows.progress import reporter
 from tasks.dataset import codebook_task, tokens_task
-from videobert.dataset import build_manifest, read_manifest, tokens_index, write_json
+from videobert.dataset import build_manifest, read_manifest, tokens_index, tokens_todo, write_json
 from videobert.params import load_params
 from videobert.runtime import get_runtime
 
@@ -51,11 +51,12 @@ def tokens_flow(manifest: str = "dataset/manifest.json", codebook: str = "datase
     rt = get_runtime()
     m = read_manifest(Path(manifest))
     book = load_codebook(rt, codebook)
-    ids = [v["id"] for v in m["videos"]]
+    pending = tokens_todo(rt, m, book.content_hash(), force)
     results: Counter[str] = Counter()
+    if len(pending) < len(m["videos"]):
+        results["skipped (up to date)"] = len(m["videos"]) - len(pending)
     progress = reporter()
-    progress.start(total=len(ids), description="tokens")
-    pending = list(ids)
+    progress.start(total=len(pending), description="tokens")
     in_flight: dict[Any, str] = {}
     while pending or in_flight:
         while pending and len(in_flight) < concurrency:

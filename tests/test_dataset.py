@@ -18,6 +18,7 @@ from videobert.dataset import (
     load_codebook,
     run_tokens,
     tokens_index,
+    tokens_todo,
 )
 from videobert.db import repository as repo
 from videobert.db.models import Codebook
@@ -102,6 +103,9 @@ def test_tokens_stage(ingested: Project) -> None:
     assert run_tokens(rt, "v1", book).reason == "up to date"
     index = tokens_index(rt, manifest, book.content_hash())
     assert sorted(index["videos"]) == ["v0", "v1", "v2", "v3"] and index["missing"] == []
+    assert tokens_todo(rt, manifest, book.content_hash()) == []  # planned from the database: nothing to run
+    assert tokens_todo(rt, manifest, book.content_hash(), force=True) == ["v0", "v1", "v2", "v3"]
+    assert tokens_todo(rt, manifest, "another-codebook") == ["v0", "v1", "v2", "v3"]
     # a new codebook re-labels
     other, _ = build_codebook(rt, manifest, Params(features=PARAMS.features, codebook=CodebookParams(levels=1, k=4)),
                               ingested.root / "cb-other")

@@ -311,6 +311,20 @@ def run_tokens(rt: Runtime, video_id: str, book: VisualCodebook, opts: StageOpti
     return run_stage(rt, video_id, TOKENS, fp, body, opts)
 
 
+def tokens_todo(rt: Runtime, manifest: dict[str, Any], codebook_hash: str, force: bool = False) -> list[str]:
+    """The manifest videos whose tokens are not done with these features and this codebook (decided from the
+    database alone, before any task is submitted)."""
+    ids = [v["id"] for v in manifest["videos"]]
+    views = repo.stage_views(rt.db, [TOKENS.name], ids)
+    todo = []
+    for v in manifest["videos"]:
+        view = views.get((v["id"], TOKENS.name))
+        fp = tokens_fingerprint(v["features"]["sha256"], codebook_hash)
+        if force or view is None or view.status != StageStatus.DONE or view.fingerprint != fp:
+            todo.append(v["id"])
+    return todo
+
+
 def tokens_index(rt: Runtime, manifest: dict[str, Any], codebook_hash: str) -> dict[str, Any]:
     """Where every manifest video's tokens are (for the DVC `tokens` stage's output), checked against the codebook."""
     ids = [v["id"] for v in manifest["videos"]]
