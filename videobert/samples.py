@@ -1,7 +1,8 @@
 """Sample videos for the demo: short synthetic clips made with ffmpeg, with subtitle files of cooking steps.
 
 They are stand-ins for real instructional videos (no network here): FFmpeg test patterns, moving so that
-clip features differ, each with a `.en.vtt` transcript so that every stage has work to do.
+clip features differ, each with a `.en.vtt` transcript so that every stage has work to do. They are made the
+same, byte for byte, on every run (seeded pattern, one encoder thread).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ SAMPLES: list[tuple[str, str, float, list[tuple[float, float, str]]]] = [
         (3.0, 6.0, "season with salt and pepper and beat well"),
         (7.0, 9.0, "pour into the pan and fold the omelette"),
     ]),
-    ("salad", "life=size=480x360:rate=24:mold=10:ratio=0.2:death_color=#C83232:life_color=#00ff00", 7.5, [
+    ("salad", "life=size=480x360:rate=24:mold=10:ratio=0.2:seed=7:death_color=#C83232:life_color=#00ff00", 7.5, [
         (0.0, 3.0, "chop the tomatoes and the cucumber"),
         (4.0, 7.5, "toss everything with olive oil and lemon"),
     ]),
@@ -50,7 +51,8 @@ def make_samples(folder: Path) -> list[Path]:
             tmp = folder / f".{stem}.tmp.mp4"
             subprocess.run(
                 ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", source, "-t", str(seconds),
-                 "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", str(tmp)],
+                 # one encoder thread: the same bytes on every machine, so the demo's dataset is reproducible
+                 "-c:v", "libx264", "-threads", "1", "-pix_fmt", "yuv420p", "-preset", "veryfast", str(tmp)],
                 check=True, capture_output=True, timeout=300,
             )
             tmp.rename(path)
