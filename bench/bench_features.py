@@ -72,7 +72,7 @@ def opencv_naive(path: Path, fps: float = 20.0, size: int = 224, per_clip: int =
 
 
 def ours(path: Path) -> int:
-    from videobert.decode import Sampling, iter_clips
+    from videobert.features.decode import Sampling, iter_clips
 
     return sum(1 for _ in iter_clips(path, Sampling(decoder_threads=1)))
 
@@ -99,9 +99,9 @@ CHILD = r"""
 import resource, sys, time
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from videobert.extractors import BaselineExtractor
-from videobert.features import extract_video
-from videobert.params import FeaturesParams
+from videobert.features.extractors import BaselineExtractor
+from videobert.features.clips import extract_video
+from videobert.core.params import FeaturesParams
 p = FeaturesParams(extractor="baseline")
 t0 = time.perf_counter()
 _, _, n = extract_video(Path({video!r}), BaselineExtractor(20, 30, 224, 8), p, Path({out!r}))
@@ -126,7 +126,7 @@ def extractor_bench(work: Path) -> None:
     import numpy as np
 
     from tests.helpers.tfhub_models import build_s3d_like
-    from videobert.extractors import BaselineExtractor, TFHubExtractor
+    from videobert.features.extractors import BaselineExtractor, TFHubExtractor
 
     s3d = build_s3d_like(work / "s3d-test-savedmodel")
     rng = np.random.default_rng(0)

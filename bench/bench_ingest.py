@@ -36,21 +36,20 @@ def _task_runs(flow_run_id: str, settle_s: float = 3.0) -> int:
 
 def noop_rerun(n: int) -> None:
     from flows.ingest import IngestRequest, ingest
+    from videobert.core.params import load_params
+    from videobert.core.runtime import get_runtime
     from videobert.db import repository as repo
     from videobert.db.models import StageRun, StageStatus, utcnow
-    from videobert.ingest import (
+    from videobert.features.stage import FEATURES, features_fingerprint
+    from videobert.ingest.plan import plan_ingest
+    from videobert.ingest.stages import (
         DOWNLOAD,
-        FEATURES,
         PUNCTUATE,
         TRANSCRIPT,
         download_fingerprint,
-        features_fingerprint,
-        plan_ingest,
         punctuate_fingerprint,
         transcript_fingerprint,
     )
-    from videobert.params import load_params
-    from videobert.runtime import get_runtime
 
     with project_dir("bench-noop-") as root:
         # all four ingest stages; the weight-free extractor, since S3D's weights cannot be downloaded here
@@ -88,11 +87,11 @@ def noop_rerun(n: int) -> None:
         ingest(request=IngestRequest())  # warm-up: imports, first flow run on the server
         with Timer() as t:
             summary = ingest(request=IngestRequest())
-        runs = _task_runs(summary["flow_run_id"])
+        runs = _task_runs(summary.flow_run_id)
         print(f"no-op re-run over {n} done videos ({4 * n} stages): flow {t.s:.2f} s "
               f"(plan from the database {plan_t.s * 1000:.0f} ms), task runs created: {runs}; "
               f"goal < 10 s and 0 -> {'met' if t.s < 10 and runs == 0 else 'NOT met'}")
-        assert summary["submitted"] == {"download": 0, "transcript": 0, "punctuate": 0, "features": 0}
+        assert summary.submitted == {"download": 0, "transcript": 0, "punctuate": 0, "features": 0}
 
 
 def overhead(n: int) -> None:
@@ -100,11 +99,12 @@ def overhead(n: int) -> None:
 
     from flows.ingest import IngestRequest, ingest
     from tests.helpers.media import make_video
+    from videobert.core.params import load_params
+    from videobert.core.runtime import get_runtime
     from videobert.db import repository as repo
-    from videobert.ingest import run_download, run_features, run_punctuate, run_transcript
-    from videobert.params import load_params
-    from videobert.runtime import get_runtime
-    from videobert.sources import read_local_dir
+    from videobert.features.stage import run_features
+    from videobert.ingest.sources import read_local_dir
+    from videobert.ingest.stages import run_download, run_punctuate, run_transcript
 
     with tempfile.TemporaryDirectory(prefix="bench-videos-") as vtmp:
         folder = Path(vtmp) / "videos"
@@ -134,8 +134,8 @@ def overhead(n: int) -> None:
                     with Timer() as t:
                         summary = ingest(request=IngestRequest(local_dir=str(folder), concurrency=conc),
                                          params_file=str(params_file))
-                    assert summary["results"] == {"download:done": n, "features:done": n, "punctuate:done": n,
-                                                  "transcript:done": n}
+                    assert summary.results == {s: {"done": n} for s in ("download", "features", "punctuate",
+                                                                          "transcript")}
                     times.append(t.s)
             results[conc] = sorted(times)[1]  # median of 3
     per_plain = plain.s / n * 1000

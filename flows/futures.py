@@ -1,12 +1,23 @@
-"""Waiting on the task runs a flow keeps in flight."""
+"""Scheduling per-video task runs from a flow: bounded concurrency, upstream waiting, and their outcomes.
+
+Every flow that runs per-video stages (ingest, tokens, and the ones to come) hands `run_per_video` its plan
+(video id -> stages in order), how to submit one (video, stage), and which stage reads which; it gets back the
+counts by stage and status and by error type. A flow body stays a short list of steps.
+"""
 
 from __future__ import annotations
 
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from prefect.futures import PrefectFuture, as_completed
 
+from flows.progress import reporter
+
 K = TypeVar("K")
+NOT_RUN = "not run"  # a stage whose input stage failed in this run: no task run at all
 
 
 def next_finished(in_flight: dict[PrefectFuture[Any], K]) -> tuple[K, str, str | None]:
@@ -19,3 +30,66 @@ def next_finished(in_flight: dict[PrefectFuture[Any], K]) -> tuple[K, str, str |
         return key, outcome["status"], outcome["reason"] if outcome["status"] == "failed" else None
     # the task raised: retries exhausted on a transient error, or a bug
     return key, "failed", type(outcome).__name__ if isinstance(outcome, BaseException) else "unknown"
+
+
+@dataclass
+class Outcomes:
+    """How the submitted (video, stage) pairs of one flow run ended."""
+
+    results: Counter[tuple[str, str]] = field(default_factory=Counter)  # (stage, status) -> count
+    errors: Counter[tuple[str, str]] = field(default_factory=Counter)  # (stage, error type) -> count
+
+
+def run_per_video(
+    plan: Mapping[str, Sequence[str]],
+    submit: Callable[[str, str], PrefectFuture[Any]],
+    upstream: Mapping[str, str],
+    concurrency: int,
+    description: str,
+) -> Outcomes:
+    """Run every (video, stage) of `plan` with at most `concurrency` videos in flight; wait for the outcomes.
+
+    A stage whose upstream stage (`upstream[stage]`) is in the same video's plan is submitted only once that
+    stage is done or skipped, and is counted as "not run" when it failed. Progress goes to the installed
+    reporter (the CLI's progress bar), one step per (video, stage).
+    """
+    out = Outcomes()
+    queue = deque(plan.items())
+    in_flight: dict[PrefectFuture[Any], tuple[str, str]] = {}
+    remaining: Counter[str] = Counter()  # per video in flight: planned stages not finished yet
+    waiting: dict[tuple[str, str], list[str]] = {}  # (video, stage) -> stages to submit once it succeeds
+    progress = reporter()
+    progress.start(total=sum(len(stages) for stages in plan.values()), description=description)
+
+    def start_video(vid: str, stages: Sequence[str]) -> None:
+        remaining[vid] = len(stages)
+        for stage in stages:
+            before = upstream.get(stage)
+            if before in stages:
+                waiting.setdefault((vid, before), []).append(stage)
+            else:
+                in_flight[submit(vid, stage)] = (vid, stage)
+
+    def finish(vid: str, stage: str, status: str) -> None:
+        out.results[(stage, status)] += 1
+        progress.advance(f"{stage} {vid}: {status}")
+        remaining[vid] -= 1
+        if remaining[vid] == 0:
+            del remaining[vid]
+        for child in waiting.pop((vid, stage), []):
+            if status in {"done", "skipped"}:
+                in_flight[submit(vid, child)] = (vid, child)
+            else:
+                finish(vid, child, NOT_RUN)
+
+    try:
+        while queue or in_flight:
+            while queue and len(remaining) < concurrency:
+                start_video(*queue.popleft())
+            (vid, stage), status, error_type = next_finished(in_flight)
+            if error_type:
+                out.errors[(stage, error_type)] += 1
+            finish(vid, stage, status)
+    finally:
+        progress.stop()
+    return out

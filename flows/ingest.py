@@ -7,26 +7,31 @@ and the most frequent error types.
 
 from __future__ import annotations
 
-from collections import Counter, deque
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field, model_validator
 
-from flows.futures import next_finished
-from flows.progress import reporter
+from flows.futures import run_per_video
+from flows.summaries import MAX_LISTED, IngestSummary
 from tasks.ingest import configured
+from videobert.core.params import Params, load_params
+from videobert.core.runtime import Runtime, get_runtime
+from videobert.core.stages import StageOptions
 from videobert.db import repository as repo
-from videobert.ingest import STAGE_NAMES, plan_ingest
-from videobert.params import load_params
-from videobert.runtime import get_runtime
-from videobert.sources import DEFAULT_HOWTO100M_CATEGORIES, SourceScan, read_howto100m_csv, read_id_file, read_local_dir
-from videobert.stages import StageOptions
+from videobert.ingest.plan import STAGE_NAMES, UPSTREAM, plan_ingest
+from videobert.ingest.sources import (
+    DEFAULT_HOWTO100M_CATEGORIES,
+    SourceScan,
+    read_howto100m_csv,
+    read_id_file,
+    read_local_dir,
+)
 
-MAX_REJECTED_SHOWN = 20
-UPSTREAM = {"punctuate": "transcript", "features": "download"}  # stage -> the stage whose output it reads
+# Threads of the flow's task runner: at most `concurrency` videos are in flight, each with at most two stages
+# running at once (download and transcript), so this only has to stay above twice any sensible concurrency.
+INGEST_TASK_THREADS = 64
 
 
 class IngestRequest(BaseModel):
@@ -77,36 +82,33 @@ def _select(request: IngestRequest, db: Any) -> tuple[list[str], SourceScan | No
     return (ids[: request.limit] if request.limit else ids), None, 0
 
 
-@flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=64), log_prints=False)
-def ingest(request: IngestRequest = IngestRequest(), params_file: str = "params.yaml") -> dict[str, Any]:
+@flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=INGEST_TASK_THREADS), log_prints=False)
+def ingest(request: IngestRequest = IngestRequest(), params_file: str = "params.yaml") -> IngestSummary:
     """Register videos and run their ingest stages; returns counts by stage and status, and top errors."""
     from prefect.runtime import flow_run
 
     logger = get_run_logger()
-    params = load_params(params_file)
-    if request.howto100m_captions:
-        params = params.model_copy(update={"transcript": params.transcript.model_copy(
-            update={"howto100m_captions": request.howto100m_captions})})
+    params = _params(request, params_file)
     rt = get_runtime()
-    released = repo.release_dead_claims(rt.db)
-    if released:
-        logger.info("released %d stages left running by workers that stopped", released)
-    cleaned = rt.clean_scratch()
-    if cleaned:
-        logger.info("removed %d scratch folders of workers that stopped", cleaned)
+    _recover(rt, logger)
 
     ids, scan, added = _select(request, rt.db)
     if scan is not None:
         logger.info("source: %d videos (%d new), %d entries rejected", len(scan.videos), added, len(scan.rejected))
-        for entry, why in scan.rejected[:MAX_REJECTED_SHOWN]:
+        for entry, why in scan.rejected[:MAX_LISTED]:
             logger.warning("rejected %s: %s", entry, why)
 
     opts = StageOptions(force=request.force, retry_permanent=bool(request.retry_error_type))
     plan = plan_ingest(rt, ids, params, request.stages, opts)
     for vid in plan.unknown:
         logger.warning("unknown video id %s: not registered, skipped", vid)
-    planned = {s: plan.count(s) for s in request.stages}
-    logger.info("plan: %s to run; skipped before submitting: %s", planned, plan.skipped)
+    summary = IngestSummary(
+        flow_run_id=str(flow_run.id) if flow_run.id else None, videos=len(ids), new_videos=added,
+        rejected=(scan.rejected if scan else [])[:MAX_LISTED], rejected_count=len(scan.rejected) if scan else 0,
+        unknown_ids=plan.unknown[:MAX_LISTED], submitted={s: plan.count(s) for s in request.stages},
+        skipped_before_submit=plan.skipped,
+    )
+    logger.info("plan: %s to run; skipped before submitting: %s", summary.submitted, plan.skipped)
 
     if plan.count("features"):
         # Load the extractor now: a model that cannot be had stops the run here, once, with a clear message,
@@ -115,70 +117,36 @@ def ingest(request: IngestRequest = IngestRequest(), params_file: str = "params.
         logger.info("features: %s (%s-d) on %s", extractor.identity(), extractor.dim, extractor.device())
 
     tasks = configured(params)
-    concurrency = request.concurrency or params.ingest.concurrency
-    results: Counter[tuple[str, str]] = Counter()
-    errors: Counter[tuple[str, str]] = Counter()
-    progress = reporter()
-    progress.start(total=sum(planned.values()), description="ingest")
-
-    queue = deque(plan.todo.items())
-    in_flight: dict[PrefectFuture[Any], tuple[str, str]] = {}
-    remaining: Counter[str] = Counter()  # per video in flight: planned stages not finished yet
-    waiting: dict[tuple[str, str], list[str]] = {}  # (video, stage) -> stages to submit once it succeeds
     kwargs = {"params": params, "force": opts.force, "retry_permanent": opts.retry_permanent}
-
-    def submit_stage(vid: str, stage: str) -> None:
-        in_flight[tasks[stage].submit(vid, **kwargs)] = (vid, stage)
-
-    def submit_video(vid: str, stages: list[str]) -> None:
-        remaining[vid] = len(stages)
-        for stage in stages:
-            upstream = UPSTREAM.get(stage)
-            if upstream in stages:
-                waiting.setdefault((vid, upstream), []).append(stage)  # runs only if its input is there
-            else:
-                submit_stage(vid, stage)
-
-    def finish(vid: str, stage: str, status: str) -> None:
-        results[(stage, status)] += 1
-        progress.advance(f"{stage} {vid}: {status}")
-        remaining[vid] -= 1
-        if remaining[vid] == 0:
-            del remaining[vid]
-        for child in waiting.pop((vid, stage), []):
-            if status in {"done", "skipped"}:
-                submit_stage(vid, child)
-            else:
-                finish(vid, child, "not run")  # its input stage failed: no task run at all
-
-    while queue or in_flight:
-        while queue and len(remaining) < concurrency:
-            submit_video(*queue.popleft())
-        (vid, stage), status, error_type = next_finished(in_flight)
-        if error_type:
-            errors[(stage, error_type)] += 1
-        finish(vid, stage, status)
-    progress.stop()
-
-    summary = {
-        "flow_run_id": str(flow_run.id) if flow_run.id else None,
-        "videos": len(ids),
-        "new_videos": added,
-        "rejected": [list(r) for r in (scan.rejected if scan else [])[:MAX_REJECTED_SHOWN]],
-        "rejected_count": len(scan.rejected) if scan else 0,
-        "unknown_ids": plan.unknown[:MAX_REJECTED_SHOWN],
-        "submitted": planned,
-        "skipped_before_submit": plan.skipped,
-        "results": {f"{stage}:{status}": n for (stage, status), n in sorted(results.items())},
-        "top_errors": [[stage, etype, n] for (stage, etype), n in errors.most_common(10)],
-    }
-    logger.info("ingest finished: %s", summary["results"] or "nothing to do")
-    if errors:
-        logger.info("most frequent errors: %s", summary["top_errors"])
+    outcomes = run_per_video(plan.todo, lambda vid, stage: tasks[stage].submit(vid, **kwargs), UPSTREAM,
+                             request.concurrency or params.ingest.concurrency, "ingest")
+    summary.add_outcomes(outcomes)
+    logger.info("ingest finished: %s", summary.results or "nothing to do")
+    if summary.top_errors:
+        logger.info("most frequent errors: %s", [e.model_dump() for e in summary.top_errors])
     return summary
 
 
-def run_ingest(request: IngestRequest, params_file: str = "params.yaml") -> dict[str, Any]:
+def _params(request: IngestRequest, params_file: str) -> Params:
+    """The parameters of the run: the file's, with the request's override of the caption file."""
+    params = load_params(params_file)
+    if request.howto100m_captions:
+        params = params.model_copy(update={"transcript": params.transcript.model_copy(
+            update={"howto100m_captions": request.howto100m_captions})})
+    return params
+
+
+def _recover(rt: Runtime, logger: Any) -> None:
+    """Release the stages and scratch folders that workers of this host left when they stopped."""
+    released = repo.release_dead_claims(rt.db)
+    if released:
+        logger.info("released %d stages left running by workers that stopped", released)
+    cleaned = rt.clean_scratch()
+    if cleaned:
+        logger.info("removed %d scratch folders of workers that stopped", cleaned)
+
+
+def run_ingest(request: IngestRequest, params_file: str = "params.yaml") -> IngestSummary:
     """Run the flow in this process (the CLI's entry); wrong requests raise SettingsError."""
     load_params(params_file)  # fail early, before Prefect starts, on a wrong params file
     return ingest(request=request, params_file=params_file)

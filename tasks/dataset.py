@@ -6,18 +6,16 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
-from tasks.common import as_dict, retry_if_transient
-from videobert.dataset import build_codebook, load_codebook, run_tokens
-from videobert.params import Params
-from videobert.runtime import get_runtime
-from videobert.stages import StageOptions
-
-_COMMON = {"cache_policy": NO_CACHE, "persist_result": False, "retry_condition_fn": retry_if_transient}
+from tasks.common import TASK_OPTIONS, TOKENS_RETRIES, as_dict, backoff
+from videobert.core.params import Params
+from videobert.core.runtime import get_runtime
+from videobert.core.stages import StageOptions
+from videobert.dataset.codebook import build_codebook, load_codebook
+from videobert.dataset.tokens import run_tokens
 
 
-@task(name="fit-codebook", **_COMMON)
+@task(name="fit-codebook", **TASK_OPTIONS)
 def codebook_task(manifest: dict[str, Any], params: Params, out_dir: str) -> dict[str, Any]:
     """Fit the hierarchical k-means codebook of a manifest and illustrate it; returns its hash and metrics."""
     from prefect import get_run_logger
@@ -27,7 +25,7 @@ def codebook_task(manifest: dict[str, Any], params: Params, out_dir: str) -> dic
     return {"content_hash": book.content_hash(), "metrics": metrics}
 
 
-@task(name="tokens", task_run_name="tokens-{video_id}", retries=2, retry_delay_seconds=[5, 20], **_COMMON)
+@task(name="tokens", task_run_name="tokens-{video_id}", **TASK_OPTIONS, **backoff(*TOKENS_RETRIES))
 def tokens_task(video_id: str, codebook: str, force: bool = False) -> dict[str, Any]:
     """Label one video's clips with the codebook (a folder or a content hash in the store)."""
     rt = get_runtime()

@@ -190,7 +190,7 @@ def db(db_url: str):  # noqa: ANN201
 @pytest.fixture(params=["local", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path):  # noqa: ANN201
     """An empty artifact store: a local folder, and a bucket on the S3-protocol server."""
-    from videobert.storage import LocalStore, MinioStore
+    from videobert.core.storage import LocalStore, MinioStore
 
     if request.param == "local":
         s = LocalStore(tmp_path / "artifacts")
@@ -232,7 +232,7 @@ class Project:
         return path
 
     def runtime(self):  # noqa: ANN201
-        from videobert.runtime import get_runtime
+        from videobert.core.runtime import get_runtime
 
         return get_runtime()
 

@@ -15,7 +15,7 @@ from videobert.db.engine import Database
 def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "videobert.cli", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "videobert_cli.cli", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300
     )
 
 

@@ -12,19 +12,16 @@ from sqlalchemy import select
 
 from tests.conftest import Project
 from tests.helpers.media import make_video
-from videobert.dataset import (
-    build_codebook,
-    build_manifest,
-    load_codebook,
-    run_tokens,
-    tokens_index,
-    tokens_todo,
-)
+from videobert.core.params import CodebookParams, FeaturesParams, Params
+from videobert.core.stages import StageOptions
+from videobert.dataset.codebook import build_codebook, load_codebook
+from videobert.dataset.manifest import build_manifest
+from videobert.dataset.tokens import run_tokens, tokens_index, tokens_todo
 from videobert.db import repository as repo
 from videobert.db.models import Codebook
-from videobert.features import FrameReader, load_features
-from videobert.ingest import run_download, run_features
-from videobert.params import CodebookParams, FeaturesParams, Params
+from videobert.features.clips import FrameReader, load_features
+from videobert.features.stage import run_features
+from videobert.ingest.stages import run_download
 
 PATTERNS = ["testsrc2", "mandelbrot", "rgbtestsrc", "smptebars"]
 PARAMS = Params(features=FeaturesParams(extractor="baseline"), codebook=CodebookParams(levels=2, k=3, agreement_sample=50))
@@ -103,9 +100,9 @@ def test_tokens_stage(ingested: Project) -> None:
     assert run_tokens(rt, "v1", book).reason == "up to date"
     index = tokens_index(rt, manifest, book.content_hash())
     assert sorted(index["videos"]) == ["v0", "v1", "v2", "v3"] and index["missing"] == []
-    assert tokens_todo(rt, manifest, book.content_hash()) == []  # planned from the database: nothing to run
-    assert tokens_todo(rt, manifest, book.content_hash(), force=True) == ["v0", "v1", "v2", "v3"]
-    assert tokens_todo(rt, manifest, "another-codebook") == ["v0", "v1", "v2", "v3"]
+    assert tokens_todo(rt, manifest, book.content_hash()) == ([], {"up to date": 4})  # planned from the database
+    assert tokens_todo(rt, manifest, book.content_hash(), StageOptions(force=True))[0] == ["v0", "v1", "v2", "v3"]
+    assert tokens_todo(rt, manifest, "another-codebook") == (["v0", "v1", "v2", "v3"], {})
     # a new codebook re-labels
     other, _ = build_codebook(rt, manifest, Params(features=PARAMS.features, codebook=CodebookParams(levels=1, k=4)),
                               ingested.root / "cb-other")
@@ -114,7 +111,7 @@ def test_tokens_stage(ingested: Project) -> None:
 
 
 def test_codebook_of_nothing(project: Project) -> None:
-    from videobert.dataset import DatasetError
+    from videobert.dataset.files import DatasetError
 
     rt = project.runtime()
     with pytest.raises(DatasetError, match="no clips"):

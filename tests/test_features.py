@@ -11,15 +11,16 @@ import pytest
 from tests.conftest import Project
 from tests.helpers.media import make_numbered_video, make_video, read_number
 from tests.helpers.tfhub_models import build_s3d_like
+from videobert.core.params import FeaturesParams, Params
+from videobert.core.runtime import Runtime
+from videobert.core.settings import load_settings
+from videobert.core.storage import ArtifactStore
 from videobert.db import repository as repo
 from videobert.db.engine import Database
-from videobert.extractors import BaselineExtractor
-from videobert.features import FrameReader, extract_video, load_features, read_features
-from videobert.ingest import run_download, run_features
-from videobert.params import FeaturesParams, Params
-from videobert.runtime import Runtime
-from videobert.settings import load_settings
-from videobert.storage import ArtifactStore
+from videobert.features.clips import FrameReader, extract_video, load_features, read_features
+from videobert.features.extractors import BaselineExtractor
+from videobert.features.stage import run_features
+from videobert.ingest.stages import run_download
 
 
 def test_extract_video_writes_features_times_and_frames(tmp_path: Path) -> None:
@@ -89,7 +90,7 @@ def test_changing_the_extractor_reruns_only_features(project: Project, monkeypat
     baseline = Params(features=FeaturesParams(extractor="baseline"))
     run_download(rt, "clip", baseline)
     assert run_features(rt, "clip", baseline).outcome["dim"] == 128
-    from videobert.ingest import plan_ingest
+    from videobert.ingest.plan import plan_ingest
 
     s3d_params = Params(features=FeaturesParams(extractor="s3d"))
     plan = plan_ingest(rt, ["clip"], s3d_params, stages=["download", "features"])

@@ -1,7 +1,7 @@
 import pytest
 
-from videobert.errors import InvalidIdError
-from videobert.ids import validate_name, validate_video_id, video_id_from_filename
+from videobert.core.errors import InvalidIdError
+from videobert.core.ids import validate_name, validate_video_id, video_id_from_filename
 
 
 @pytest.mark.parametrize("good", ["dQw4w9WgXcQ", "-abc_DEF12", "_x", "clip.v2", "a" * 128])

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from videobert.errors import SettingsError
-from videobert.params import Params, load_params
+from videobert.core.errors import SettingsError
+from videobert.core.params import Params, load_params
 
 REPO = Path(__file__).resolve().parents[1]
 

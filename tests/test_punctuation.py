@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.punct_model import build_punctuation_model
-from videobert.errors import SettingsError
-from videobert.params import PunctuateParams
-from videobert.punctuation import (
+from videobert.core.errors import SettingsError
+from videobert.core.params import PunctuateParams
+from videobert.ingest.punctuation import (
     FallbackLabeler,
     ModelLabeler,
     Word,
@@ -19,7 +19,7 @@ from videobert.punctuation import (
     sentences_from_labels,
     words_from_captions,
 )
-from videobert.transcripts import Caption
+from videobert.ingest.transcripts import Caption
 
 
 @pytest.fixture(scope="module")

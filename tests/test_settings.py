@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from videobert.errors import SettingsError
-from videobert.settings import load_settings
+from videobert.core.errors import SettingsError
+from videobert.core.settings import load_settings
 
 
 @pytest.fixture(autouse=True)

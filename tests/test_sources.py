@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from videobert.errors import InvalidIdError, SettingsError
-from videobert.sources import parse_youtube_id, read_howto100m_csv, read_id_file, read_local_dir
+from videobert.core.errors import InvalidIdError, SettingsError
+from videobert.ingest.sources import parse_youtube_id, read_howto100m_csv, read_id_file, read_local_dir
 
 
 @pytest.mark.parametrize(

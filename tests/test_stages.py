@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import free_port
+from videobert.core.errors import PermanentStageError, StoreUnavailableError, TransientStageError
+from videobert.core.fingerprint import stage_fingerprint
+from videobert.core.stages import StageOptions, StageOutput, StageSpec, execute_stage
+from videobert.core.storage import ArtifactStore, MinioStore, ObjectInfo, keys
 from videobert.db import repository as repo
 from videobert.db.engine import Database
-from videobert.errors import PermanentStageError, StoreUnavailableError, TransientStageError
-from videobert.fingerprint import stage_fingerprint
-from videobert.stages import StageOptions, StageOutput, StageSpec, execute_stage
-from videobert.storage import ArtifactStore, MinioStore, ObjectInfo, keys
 
 SPEC = StageSpec("demo", "1")
 LEASE = 600.0

@@ -12,14 +12,14 @@ import pytest
 import requests
 
 from tests.conftest import free_port
-from videobert.errors import (
+from videobert.core.errors import (
     IntegrityError,
     InvalidIdError,
     ObjectNotFoundError,
     StoreConfigError,
     StoreUnavailableError,
 )
-from videobert.storage import ArtifactStore, LocalStore, MinioStore, keys
+from videobert.core.storage import ArtifactStore, LocalStore, MinioStore, keys
 
 
 def test_put_get_stat_round_trip(store: ArtifactStore) -> None:

@@ -11,8 +11,8 @@ import pytest
 import responses
 import youtube_transcript_api
 
-from videobert.howto100m import HowTo100MCaptions, MalformedCaptionFileError
-from videobert.transcripts import (
+from videobert.ingest.howto100m import HowTo100MCaptions, MalformedCaptionFileError
+from videobert.ingest.transcripts import (
     Caption,
     MalformedSubtitleError,
     TranscriptUnavailableError,

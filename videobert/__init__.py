@@ -1,6 +1,8 @@
-"""VideoBERT pipeline core library: settings, artifact store, tracking database, media, text, corpus.
+"""VideoBERT pipeline core library (no Prefect; `tasks/` and `flows/` wrap it, `videobert_cli/` runs them).
 
-This package imports no Prefect; `tasks/` and `flows/` wrap it.
+Subpackages, one per pipeline part: `core` (settings, params, store, stage skeleton, runtime), `db` (tracking
+database), `ingest` (sources, download, transcripts, punctuation), `features` (decoding, clip extractors),
+`dataset` (manifest, codebook, tokens).
 """
 
 __version__ = "0.1.0"

@@ -7,11 +7,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from tests.conftest import PgCluster, create_database, destroy_cluster, free_port, start_cluster
+from videobert.core.errors import DatabaseUnavailableError, SchemaOutOfDateError
+from videobert.core.settings import load_settings
 from videobert.db import repository as repo
 from videobert.db.engine import Database, open_database
 from videobert.db.models import Base
-from videobert.errors import DatabaseUnavailableError, SchemaOutOfDateError
-from videobert.settings import load_settings
 
 
 def test_migrations_create_the_schema_and_match_the_models(db_url: str) -> None:

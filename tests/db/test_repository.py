@@ -11,11 +11,11 @@ import sys
 import pytest
 from sqlalchemy import select
 
+from videobert.core.errors import ClaimLostError, InvalidIdError, UnknownVideoError
+from videobert.core.storage import ObjectInfo
 from videobert.db import repository as repo
 from videobert.db.engine import Database
 from videobert.db.models import StageRun, StageStatus, Video
-from videobert.errors import ClaimLostError, InvalidIdError, UnknownVideoError
-from videobert.storage import ObjectInfo
 
 LEASE_S = 3600.0
 

@@ -40,13 +40,13 @@ def test_ingest_runs_skips_and_reruns_exactly_what_changed(project: Project) -> 
     s1 = ingest(request=IngestRequest(local_dir=str(videos)), params_file=str(params))
 
     # a bad video never fails the flow: it is counted and recorded
-    assert s1["results"] == {
-        "download:done": 2, "download:failed": 2, "features:done": 2, "features:not run": 2,
-        "punctuate:done": 4, "transcript:done": 4,
+    assert s1.results == {
+        "download": {"done": 2, "failed": 2}, "features": {"done": 2, "not run": 2},
+        "punctuate": {"done": 4}, "transcript": {"done": 4},
     }
-    assert ["download", "CorruptVideoError", 2] in s1["top_errors"]
-    assert s1["rejected_count"] == 1 and "bad_name!" in s1["rejected"][0][1]
-    assert sorted(task_run_names(s1["flow_run_id"], 14)) == sorted(
+    assert ("download", "CorruptVideoError", 2) in [(e.stage, e.error_type, e.count) for e in s1.top_errors]
+    assert s1.rejected_count == 1 and "bad_name!" in s1.rejected[0][1]
+    assert sorted(task_run_names(s1.flow_run_id, 14)) == sorted(
         [f"{stage}-{v}" for v in ("alpha", "bravo", "corrupt", "empty") for stage in ("download", "transcript", "punctuate")]
         + ["features-alpha", "features-bravo"]  # no task run for features whose download failed
     )
@@ -62,27 +62,27 @@ def test_ingest_runs_skips_and_reruns_exactly_what_changed(project: Project) -> 
 
     # nothing changed: no task runs at all
     s2 = ingest(request=IngestRequest(local_dir=str(videos)), params_file=str(params))
-    assert s2["submitted"] == {"download": 0, "transcript": 0, "punctuate": 0, "features": 0}
-    assert s2["skipped_before_submit"]["download"] == {"up to date": 2, "failed permanently": 2}
-    assert task_run_names(s2["flow_run_id"], 0) == []
+    assert s2.submitted == {"download": 0, "transcript": 0, "punctuate": 0, "features": 0}
+    assert s2.skipped_before_submit["download"] == {"up to date": 2, "failed permanently": 2}
+    assert task_run_names(s2.flow_run_id, 0) == []
 
     # one video's file changes: only that video's stages that read it run again
     make_video(videos / "alpha.mp4", seconds=3, size="160x120")
     s3 = ingest(request=IngestRequest(local_dir=str(videos)), params_file=str(params))
-    assert task_run_names(s3["flow_run_id"], 2) == ["download-alpha", "features-alpha"]
+    assert task_run_names(s3.flow_run_id, 2) == ["download-alpha", "features-alpha"]
     assert rt.store.get_bytes("videos/alpha/download/source.mp4") == (videos / "alpha.mp4").read_bytes()
 
     # one stage parameter changes: that stage runs for every video that has its input, nothing else
     params = project.write_params(BASELINE + "punctuate:\n  fallback_max_words: 2\n")
     s4 = ingest(request=IngestRequest(local_dir=str(videos)), params_file=str(params))
-    assert s4["submitted"] == {"download": 0, "transcript": 0, "punctuate": 4, "features": 0}
-    assert task_run_names(s4["flow_run_id"], 4) == ["punctuate-alpha", "punctuate-bravo", "punctuate-corrupt", "punctuate-empty"]
+    assert s4.submitted == {"download": 0, "transcript": 0, "punctuate": 4, "features": 0}
+    assert task_run_names(s4.flow_run_id, 4) == ["punctuate-alpha", "punctuate-bravo", "punctuate-corrupt", "punctuate-empty"]
     sentences = json.loads(rt.store.get_bytes("videos/bravo/punctuate/sentences.json"))
     assert [s["text"] for s in sentences["sentences"]] == ["first crack.", "the eggs.", "then whisk."]
 
     # retry by error type: only the videos that failed with it
     s5 = ingest(request=IngestRequest(retry_error_type="CorruptVideoError"), params_file=str(params))
-    assert task_run_names(s5["flow_run_id"], 2) == ["download-corrupt", "download-empty"]
+    assert task_run_names(s5.flow_run_id, 2) == ["download-corrupt", "download-empty"]
     with rt.db.session() as s:
         rows = s.scalars(select(StageRun)).all()
     assert len(rows) == 14  # one row per (video, stage), however many runs (features: 2 videos)
@@ -100,7 +100,7 @@ def test_transient_errors_are_retried_and_permanent_ones_are_not(project: Projec
         summary = ingest(request=IngestRequest(ids_file=str(ids), stages=["download"]), params_file=str(params))
     finally:
         server.stop()
-    assert summary["results"] == {"download:done": 1, "download:failed": 1}
+    assert summary.results == {"download": {"done": 1, "failed": 1}}
     rt = project.runtime()
     views = {vid: v for (vid, _), v in repo.stage_views(rt.db, ["download"]).items()}
     by_url = {repo.get_video(rt.db, vid).url.rsplit("/", 1)[1]: v for vid, v in views.items()}

@@ -13,14 +13,14 @@ import time
 from tests.conftest import Project
 from tests.helpers.httpserver import LocalHTTPServer, Route
 from tests.helpers.media import make_video
+from videobert.core.storage import ObjectInfo
 from videobert.db import repository as repo
-from videobert.storage import ObjectInfo
 
 
 def _cli(project: Project, api: str, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PREFECT_API_URL": api, "VIDEOBERT_DATA_DIR": str(project.data), "COLUMNS": "200"}
     return subprocess.Popen(
-        [sys.executable, "-m", "videobert.cli", *args], cwd=project.root, env=env, text=True,
+        [sys.executable, "-m", "videobert_cli.cli", *args], cwd=project.root, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )
 

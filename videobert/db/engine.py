@@ -12,11 +12,11 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from videobert.errors import DatabaseUnavailableError, SchemaOutOfDateError
-from videobert.settings import mask_url_password
+from videobert.core.errors import DatabaseUnavailableError, SchemaOutOfDateError
+from videobert.core.settings import mask_url_password
 
 if TYPE_CHECKING:
-    from videobert.settings import Settings
+    from videobert.core.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # how long a SQLite writer waits for another's lock before failing

@@ -8,8 +8,6 @@ that died (same host, process gone) or whose lease expired can be taken over.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import socket
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,11 +16,12 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from videobert.core.errors import ClaimLostError, UnknownVideoError
+from videobert.core.ids import validate_name, validate_video_id
+from videobert.core.processes import owner_id, owner_is_dead
+from videobert.core.storage import ObjectInfo
 from videobert.db.engine import Database
-from videobert.db.models import StageRun, StageStatus, Video, utcnow
-from videobert.errors import ClaimLostError, UnknownVideoError
-from videobert.ids import validate_name, validate_video_id
-from videobert.storage import ObjectInfo
+from videobert.db.models import Codebook, StageRun, StageStatus, Video, utcnow
 
 MAX_ERROR_MESSAGE_CHARS = 4000  # keep the head of very long tracebacks/messages
 IN_LIST_CHUNK = 1000  # ids per `IN (...)` list and per multi-row insert (well below every driver's limits)
@@ -31,48 +30,6 @@ IN_LIST_CHUNK = 1000  # ids per `IN (...)` list and per multi-row insert (well b
 def _chunks(items: Sequence[Any], size: int = IN_LIST_CHUNK) -> list[Sequence[Any]]:
     """`items` in consecutive slices of at most `size`."""
     return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-# --- identities -----------------------------------------------------------------------------------
-
-
-def _process_start_ticks(pid: int) -> str | None:
-    """Start time of a process in clock ticks since boot (Linux), to tell a reused pid from the original."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()
-        return fields[19].decode()  # field 22 of stat(5); the first two fields were split off
-    except (OSError, IndexError):
-        return None
-
-
-def owner_id(pid: int | None = None) -> str:
-    """`host:pid:start` of this process: who holds a claim."""
-    pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()}:{pid}:{_process_start_ticks(pid) or '?'}"
-
-
-def owner_is_dead(owner: str | None) -> bool:
-    """True when `owner` names a process on this host that no longer exists (or whose pid was reused)."""
-    if not owner:
-        return True
-    try:
-        host, pid_text, start = owner.rsplit(":", 2)
-        pid = int(pid_text)
-    except ValueError:
-        return False
-    if host != socket.gethostname():
-        return False  # cannot tell for another machine: the lease decides
-    current = _process_start_ticks(pid)
-    if current is None:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-    return start != "?" and current != start
 
 
 # --- videos -----------------------------------------------------------------------------------------
@@ -480,3 +437,18 @@ def videos_failed_with(db: Database, error_type: str, stage: str | None = None) 
         if stage:
             stmt = stmt.where(StageRun.stage == stage)
         return sorted(set(s.scalars(stmt)))
+
+
+# --- dataset versions ------------------------------------------------------------------------------------
+
+
+def register_codebook(db: Database, content_hash: str, *, levels: int, k: int, dim: int, params: dict[str, Any],
+                      store_prefix: str, metrics: dict[str, Any]) -> None:
+    """Record a fitted codebook (or refresh the metrics of one already recorded with the same content hash)."""
+    with db.session() as s:
+        row = s.scalars(select(Codebook).where(Codebook.content_hash == content_hash)).one_or_none()
+        if row is None:
+            s.add(Codebook(content_hash=content_hash, levels=levels, k=k, dim=dim, params=params,
+                           store_prefix=store_prefix, metrics=metrics))
+        else:
+            row.metrics = metrics

@@ -25,8 +25,8 @@ def _run(connection: Connection) -> None:
 def run_migrations_online() -> None:
     engine = config.attributes.get("engine")
     if engine is None:
+        from videobert.core.settings import load_settings
         from videobert.db.engine import Database
-        from videobert.settings import load_settings
 
         engine = Database(load_settings().resolved_database_url).engine
     with engine.connect() as connection:

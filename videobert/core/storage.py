@@ -28,7 +28,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from videobert.errors import (
+from videobert.core.errors import (
     IntegrityError,
     InvalidIdError,
     ObjectNotFoundError,
@@ -36,10 +36,10 @@ from videobert.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from videobert.ids import validate_key_part, validate_name, validate_video_id
+from videobert.core.ids import validate_key_part, validate_name, validate_video_id
 
 if TYPE_CHECKING:
-    from videobert.settings import Settings
+    from videobert.core.settings import Settings
 
 CHUNK_BYTES = 1 << 20  # read/hash granularity
 SHA256_META = "sha256"
@@ -89,6 +89,11 @@ class keys:  # noqa: N801 - a namespace of key builders, used as `keys.video_art
         return "/".join(
             (validate_name(kind, "dataset kind"), validate_name(version, "version"), validate_name(name, "object name"))
         )
+
+    @staticmethod
+    def dataset_prefix(kind: str, version: str) -> str:
+        """Prefix of every object of one dataset-level output, e.g. `codebooks/<hash>/`."""
+        return f"{validate_name(kind, 'dataset kind')}/{validate_name(version, 'version')}/"
 
     @staticmethod
     def check(key: str) -> str:

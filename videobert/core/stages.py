@@ -3,6 +3,16 @@
 The order is the contract that makes runs resumable: the stage's artifacts are written (atomically) and
 verified in the store first; only then is its row committed as done. A crash in between leaves a
 'running' row that the next run takes over, never a 'done' row without its artifacts.
+
+Every per-video stage (ingest, features, tokens, and the ones to come) is written in one shape:
+
+* a `StageSpec` naming the stage, its code version and, for a stage that reads another stage's output,
+  which stage and artifact (`reads`);
+* a fingerprint function (`videobert.core.fingerprint.stage_fingerprint` over the params section's
+  `fingerprinted()` values and the input artifacts' sha256);
+* a body that writes the stage's artifacts and returns a `StageOutput`;
+* `run_stage` (a stage with no stored input) or `run_derived_stage` (read the upstream artifact, fingerprint,
+  run the body, record), which call `execute_stage`.
 """
 
 from __future__ import annotations
@@ -12,22 +22,32 @@ import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from videobert.core.errors import ClaimLostError, DatabaseUnavailableError, VideobertError
+from videobert.core.storage import ArtifactStore, ObjectInfo
 from videobert.db import repository as repo
 from videobert.db.engine import Database
-from videobert.errors import ClaimLostError, DatabaseUnavailableError, VideobertError
-from videobert.storage import ArtifactStore, ObjectInfo
+from videobert.db.models import StageStatus
+
+if TYPE_CHECKING:
+    from videobert.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class StageSpec:
-    """A per-video stage: its name and code version (bump the version when its output changes)."""
+    """A per-video stage: its name, code version (bump it when the output changes) and stored input."""
 
     name: str
     version: str
+    reads: tuple[str, str] | None = None  # (upstream stage, its artifact) this stage reads, if any
+
+    @property
+    def upstream(self) -> str | None:
+        """The stage whose output this one reads."""
+        return self.reads[0] if self.reads else None
 
 
 @dataclass
@@ -131,3 +151,49 @@ class _Heartbeat:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+# --- the skeleton every per-video stage uses ------------------------------------------------------------
+
+
+def decide(view: repo.StageView | None, fp: str, opts: StageOptions = DEFAULT_OPTIONS) -> str | None:
+    """Plan a stage from its row alone: None when it must run, else the reason it is skipped."""
+    if view is None or view.fingerprint != fp:
+        return None
+    if view.status == StageStatus.DONE:
+        return None if opts.force else "up to date"
+    if view.status == StageStatus.FAILED and view.retryable is False:
+        return None if opts.retry_permanent else "failed permanently"
+    return None  # pending, running (the claim decides), or failed with a retryable error
+
+
+
+def run_stage(rt: Runtime, video_id: str, spec: StageSpec, fingerprint: str, body: Callable[[], StageOutput],
+              opts: StageOptions = DEFAULT_OPTIONS) -> StageResult:
+    """execute_stage with the runtime's database, store and claim lease."""
+    return execute_stage(rt.db, rt.store, video_id, spec, fingerprint, lambda _claim: body(),
+                         rt.settings.claim_lease_s, opts)
+
+
+def stage_input(rt: Runtime, video_id: str, spec: StageSpec) -> ObjectInfo | StageResult:
+    """The artifact `spec` reads from its upstream stage, or the 'skipped' result when that stage is not done."""
+    assert spec.reads is not None, f"stage {spec.name} reads no other stage's output"
+    upstream, artifact = spec.reads
+    view = repo.stage_views(rt.db, [upstream], [video_id]).get((video_id, upstream))
+    if view is None or view.status != StageStatus.DONE:
+        status = view.status if view else "not run"
+        return StageResult(video_id, spec.name, "skipped", "upstream not done", f"{upstream} is {status}")
+    return view.artifact(artifact)
+
+
+def run_derived_stage(rt: Runtime, video_id: str, spec: StageSpec, fingerprint_of: Callable[[ObjectInfo], str],
+                      body: Callable[[ObjectInfo], StageOutput], opts: StageOptions = DEFAULT_OPTIONS) -> StageResult:
+    """A stage that reads another stage's output: read the upstream artifact, fingerprint, run the body, record.
+
+    Skipped (not failed) when the upstream stage is not done; `fingerprint_of` gets the input artifact (its
+    sha256 goes into the fingerprint) and `body` gets it to read.
+    """
+    source = stage_input(rt, video_id, spec)
+    if isinstance(source, StageResult):
+        return source
+    return run_stage(rt, video_id, spec, fingerprint_of(source), lambda: body(source), opts)

@@ -13,15 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from videobert.core.processes import pid_is_running
+from videobert.core.settings import Settings, load_settings
+from videobert.core.storage import ArtifactStore, open_store
 from videobert.db.engine import Database, open_database
-from videobert.settings import Settings, load_settings
-from videobert.storage import ArtifactStore, open_store
 
 if TYPE_CHECKING:
-    from videobert.extractors import ClipExtractor
-    from videobert.howto100m import HowTo100MCaptions
-    from videobert.params import FeaturesParams, PunctuateParams
-    from videobert.punctuation import Labeler
+    from videobert.core.params import FeaturesParams, PunctuateParams
+    from videobert.features.extractors import ClipExtractor
+    from videobert.ingest.howto100m import HowTo100MCaptions
+    from videobert.ingest.punctuation import Labeler
 
 
 @dataclass
@@ -66,13 +67,9 @@ class Runtime:
             pid = next((int(p) for p in parts[1:] if p.isdigit()), None)
             if pid is None or pid == os.getpid():
                 continue
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if not pid_is_running(pid):
                 shutil.rmtree(path, ignore_errors=True)
                 removed += 1
-            except PermissionError:
-                pass
         return removed
 
     def cache_dir(self) -> Path:
@@ -83,14 +80,14 @@ class Runtime:
 
     def labeler(self, params: PunctuateParams) -> Labeler:
         """The punctuation labeler for `params`, loaded once per process."""
-        from videobert.punctuation import make_labeler
+        from videobert.ingest.punctuation import make_labeler
 
         model = self.settings.punctuation_model
         return self._once(("labeler", params.model_dump_json(), model), lambda: make_labeler(params, model))
 
     def extractor(self, params: FeaturesParams) -> ClipExtractor:
         """The clip feature extractor for `params`, loaded once per process (models are big)."""
-        from videobert.features import make_extractor
+        from videobert.features.clips import make_extractor
 
         s = self.settings
         key = ("extractor", params.model_dump_json(), s.s3d_handle, s.i3d_handle, str(s.tfhub_cache_dir))
@@ -98,7 +95,7 @@ class Runtime:
 
     def howto100m(self, path: str) -> HowTo100MCaptions:
         """The HowTo100M caption file at `path`, with its index."""
-        from videobert.howto100m import HowTo100MCaptions
+        from videobert.ingest.howto100m import HowTo100MCaptions
 
         return self._once(("howto100m", path), lambda: HowTo100MCaptions(path, self.cache_dir()))
 

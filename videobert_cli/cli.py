@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from videobert.errors import SettingsError, VideobertError
+from videobert.core.errors import SettingsError, VideobertError
+from videobert_cli.prefect_config import configure_prefect
+from videobert_cli.printing import print_locations, print_stage_runs
+
+if TYPE_CHECKING:
+    from flows.summaries import IngestSummary
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="VideoBERT pipeline.")
 db_app = typer.Typer(no_args_is_help=True, help="Tracking database.")
@@ -23,7 +28,7 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _settings():  # noqa: ANN202 - imported lazily so that `--help` stays fast
-    from videobert.settings import load_settings
+    from videobert.core.settings import load_settings
 
     return load_settings()
 
@@ -36,16 +41,7 @@ def config() -> None:
     for name, value in settings.safe_dump().items():
         table.add_row(name, "" if value is None else str(value))
     console.print(table)
-    _print_locations(settings)
-
-
-def _print_locations(settings) -> None:  # noqa: ANN001
-    """Where the database and the artifacts are (password masked)."""
-    from videobert.settings import mask_url_password
-    from videobert.storage import open_store
-
-    console.print(f"database: {mask_url_password(settings.resolved_database_url)}")
-    console.print(f"artifacts: {open_store(settings, check=False).describe()}")
+    print_locations(console, settings)
 
 
 @db_app.command("upgrade")
@@ -95,44 +91,7 @@ def status(
         console.print(etable)
 
 
-def configure_prefect(settings) -> None:  # noqa: ANN001
-    """Point Prefect at the configured API (or its own local server) and keep its files in the data folder."""
-    import os
-
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # the progress bar and summary say enough
-    os.environ.setdefault("PREFECT_HOME", str(settings.resolved_data_dir / "prefect"))
-    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)  # Prefect does not create it
-    # Prefect's own local server migrates its SQLite database on first start: give it time on small machines.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    if settings.prefect_api_url:
-        os.environ["PREFECT_API_URL"] = settings.prefect_api_url
-
-
-def _print_summary(summary: dict, settings) -> None:  # noqa: ANN001
-    table = Table("stage", "status", "count", title="ingest results")
-    for key, n in summary["results"].items():
-        stage, status = key.split(":", 1)
-        table.add_row(stage, status, str(n))
-    for stage, reasons in summary["skipped_before_submit"].items():
-        for reason, n in reasons.items():
-            table.add_row(stage, f"skipped ({reason})", str(n))
-    console.print(table)
-    if summary["top_errors"]:
-        etable = Table("stage", "error type", "count", title="most frequent errors")
-        for stage, etype, n in summary["top_errors"]:
-            etable.add_row(stage, etype, str(n))
-        console.print(etable)
-    for entry, why in summary["rejected"]:
-        console.print(f"[yellow]rejected[/] {entry}: {why}")
-    if summary["rejected_count"] > len(summary["rejected"]):
-        console.print(f"... and {summary['rejected_count'] - len(summary['rejected'])} more rejected entries")
-    for vid in summary["unknown_ids"]:
-        console.print(f"[yellow]unknown video id[/] {vid}")
-    _print_locations(settings)
-
-
-def _run_ingest(request_fields: dict, params: Path, quiet: bool) -> dict:
+def _run_ingest(request_fields: dict, params: Path, quiet: bool) -> IngestSummary:
     from pydantic import ValidationError
 
     settings = _settings()
@@ -149,7 +108,8 @@ def _run_ingest(request_fields: dict, params: Path, quiet: bool) -> dict:
     else:
         with use_reporter(RichReporter(console)):
             summary = run_ingest(request, str(params))
-    _print_summary(summary, settings)
+    print_stage_runs(console, summary, "ingest results")
+    print_locations(console, settings)
     return summary
 
 
@@ -206,8 +166,8 @@ def dataset_manifest(
     from flows.dataset import manifest_flow
 
     r = manifest_flow(str(out), str(params))
-    console.print(f"manifest {out}: {r['videos']} videos, {r['clips']} clips"
-                  + (f"; {len(r['stale'])} with stale features left out (re-run ingest)" if r["stale"] else ""))
+    console.print(f"manifest {out}: {r.videos} videos, {r.clips} clips"
+                  + (f"; {len(r.stale)} with stale features left out (re-run ingest)" if r.stale else ""))
 
 
 @dataset_app.command("codebook")
@@ -221,8 +181,8 @@ def dataset_codebook(
     from flows.dataset import codebook_flow
 
     r = codebook_flow(str(manifest), str(out), str(params))
-    m = r["metrics"]
-    table = Table("figure", "value", title=f"codebook {r['content_hash'][:16]} ({m['vocab_size']} tokens)")
+    m = r.metrics
+    table = Table("figure", "value", title=f"codebook {r.content_hash[:16]} ({m['vocab_size']} tokens)")
     for key in ("n_vectors", "videos", "leaf_inertia", "empty_leaf_share", "tree_flat_agreement",
                 "tokens_with_pictures"):
         table.add_row(key, f"{m[key]:.4g}" if isinstance(m[key], float) else str(m[key]))
@@ -243,9 +203,10 @@ def dataset_tokens(
     from flows.dataset import tokens_flow
 
     r = tokens_flow(str(manifest), codebook, str(out), concurrency)
-    console.print(f"tokens {out}: {r['indexed']} videos indexed; results {r['results']}"
-                  + (f"; missing: {r['missing'][:10]}" if r["missing"] else ""))
-    if r["missing"]:
+    print_stage_runs(console, r, "tokens results")
+    console.print(f"tokens {out}: {r.indexed} videos indexed"
+                  + (f"; missing: {r.missing[:10]}" if r.missing else ""))
+    if r.missing:
         raise typer.Exit(1)
 
 
@@ -263,7 +224,7 @@ def serve(
 @app.command()
 def demo() -> None:
     """Run the pipeline on embedded defaults and a few generated sample videos."""
-    from videobert.demo import run_demo
+    from videobert_cli.demo import run_demo
 
     run_demo(console)
 

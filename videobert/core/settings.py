@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from videobert.errors import SettingsError
+from videobert.core.errors import SettingsError
 
 ENV_PREFIX = "VIDEOBERT_"
 SECRET_FIELDS = frozenset({"minio_secret_key"})

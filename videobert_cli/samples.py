@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from videobert.errors import SettingsError
+from videobert.core.errors import SettingsError
 
 # (file stem, ffmpeg lavfi source, seconds, captions as (start, end, text))
 SAMPLES: list[tuple[str, str, float, list[tuple[float, float, str]]]] = [

@@ -1,6 +1,6 @@
 """The demo: the pipeline on embedded defaults (SQLite, local artifact folder, Prefect's local server).
 
-No network is needed: it makes a few sample videos with ffmpeg (`videobert.samples`) and runs every flow
+No network is needed: it makes a few sample videos with ffmpeg (`videobert_cli.samples`) and runs every flow
 that exists on them, then prints where the database and the artifacts are.
 """
 
@@ -10,9 +10,10 @@ import json
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
-from videobert.settings import load_settings
+from videobert.core.settings import load_settings
+from videobert_cli.prefect_config import configure_prefect
+from videobert_cli.printing import print_stage_runs
 
 # The paper's parameters (params.yaml) except two, for a demo of a few videos on a laptop: the clip extractor
 # (S3D's weights need a download, so the weight-free baseline) and the codebook's size (a handful of clips
@@ -29,15 +30,13 @@ codebook:
 
 def run_demo(console: Console) -> None:
     """Run the demo and print where its database and artifacts are."""
-    from videobert.cli import configure_prefect
-
     settings = load_settings()
     configure_prefect(settings)
     from flows.ingest import IngestRequest, run_ingest
     from flows.progress import RichReporter, use_reporter
+    from videobert.core.runtime import get_runtime
     from videobert.db import repository as repo
-    from videobert.runtime import get_runtime
-    from videobert.samples import make_samples
+    from videobert_cli.samples import make_samples
 
     rt = get_runtime(settings)
     folder = settings.resolved_data_dir / "demo" / "videos"
@@ -52,13 +51,7 @@ def run_demo(console: Console) -> None:
                   "punctuation, clip features (the weight-free baseline extractor: no model download needed)")
     with use_reporter(RichReporter(console)):
         summary = run_ingest(IngestRequest(local_dir=str(folder)), str(params_file))
-    table = Table("stage", "status", "count", title="ingest")
-    for key, n in summary["results"].items():
-        table.add_row(*key.split(":", 1), str(n))
-    for stage, reasons in summary["skipped_before_submit"].items():
-        for reason, n in reasons.items():
-            table.add_row(stage, f"skipped ({reason})", str(n))
-    console.print(table)
+    print_stage_runs(console, summary, "ingest")
 
     views = repo.stage_views(rt.db, ["punctuate"])
     for (vid, _), view in sorted(views.items()):
@@ -77,15 +70,16 @@ def run_demo(console: Console) -> None:
     cb = codebook_flow(str(dataset / "manifest.json"), str(dataset / "codebook"), str(params_file))
     with use_reporter(RichReporter(console)):
         tok = tokens_flow(str(dataset / "manifest.json"), str(dataset / "codebook"), str(dataset / "tokens.json"))
-    m = cb["metrics"]
-    console.print(f"  codebook {cb['content_hash'][:16]}: {m['vocab_size']} tokens from {m['n_vectors']} clips of "
+    m = cb.metrics
+    console.print(f"  codebook {cb.content_hash[:16]}: {m['vocab_size']} tokens from {m['n_vectors']} clips of "
                   f"{m['videos']} videos; leaf inertia {m['leaf_inertia']:.3g}; empty leaves "
                   f"{m['empty_leaf_share']:.0%}; tree-vs-flat agreement {m['tree_flat_agreement']:.1%}")
     console.print(f"  gallery: {dataset / 'codebook' / 'gallery.png'}")
-    for vid in sorted(json.loads((dataset / "tokens.json").read_text())["videos"])[:3]:
-        doc = rt.store.get_json(f"videos/{vid}/tokens/tokens.json")
+    index = json.loads((dataset / "tokens.json").read_text())["videos"]
+    for vid in sorted(index)[:3]:
+        doc = rt.store.get_json(index[vid]["key"], verify=True)
         console.print(f"  {vid}: tokens {doc['tokens'][:12]}{' ...' if len(doc['tokens']) > 12 else ''}")
-    console.print(f"  tokens: {tok['indexed']} videos labelled")
+    console.print(f"  tokens: {tok.indexed} videos labelled")
 
     console.print(f"\ndatabase:  {rt.db.describe()}")
     console.print(f"artifacts: {rt.store.describe()}")

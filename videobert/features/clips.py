@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from videobert.decode import Clip, DecodeReport, Sampling, iter_clips
-from videobert.extractors import BaselineExtractor, ClipExtractor, TFHubExtractor
-from videobert.params import FeaturesParams
+from videobert.core.params import FeaturesParams
+from videobert.features.decode import Clip, DecodeReport, Sampling, iter_clips
+from videobert.features.extractors import BaselineExtractor, ClipExtractor, TFHubExtractor
 
 if TYPE_CHECKING:
-    from videobert.settings import Settings
-    from videobert.storage import ArtifactStore
+    from videobert.core.settings import Settings
+    from videobert.core.storage import ArtifactStore
 
 
 def sampling_of(params: FeaturesParams) -> Sampling:

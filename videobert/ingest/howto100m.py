@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from videobert.errors import PermanentStageError
+from videobert.core.errors import PermanentStageError
 
 READ_BYTES = 4 << 20  # file read size while scanning
 FIRST_WINDOW = 64 << 10  # first guess of one entry's size; doubled until the entry fits

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from videobert.errors import InvalidIdError
+from videobert.core.errors import InvalidIdError
 
 # Letters, digits, '_', '-' and '.', at most 128 characters. YouTube ids may start with '-' or '_' (and
 # HowTo100M has such ids), which is harmless because no id is ever passed through a shell.

@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
-from videobert.errors import SettingsError
-from videobert.params import PunctuateParams
-from videobert.transcripts import Caption
+from videobert.core.errors import SettingsError
+from videobert.core.params import PunctuateParams
+from videobert.ingest.transcripts import Caption
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from videobert.errors import SettingsError
+from videobert.core.errors import SettingsError
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from videobert.media import CorruptVideoError, NotAVideoError
+from videobert.features.media import CorruptVideoError, NotAVideoError
 
 PartialClip = Literal["pad", "drop"]
 

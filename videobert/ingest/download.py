@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from videobert.errors import PermanentStageError, StageError, TransientStageError
-from videobert.media import NotAVideoError, TooLongError
-from videobert.params import DownloadParams
+from videobert.core.errors import PermanentStageError, StageError, TransientStageError
+from videobert.core.params import DownloadParams
+from videobert.features.media import NotAVideoError, TooLongError
 
 log = logging.getLogger(__name__)
 

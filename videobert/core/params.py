@@ -8,20 +8,30 @@ A stage's fingerprint includes its own section, so changing one value re-runs ex
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from videobert.errors import SettingsError
+from videobert.core.errors import SettingsError
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    #: Fields that change how a stage runs (retries, batch sizes, threads, where an input file lies) but not
+    #: what it writes: kept out of its fingerprint, so changing them re-runs nothing.
+    NOT_FINGERPRINTED: ClassVar[frozenset[str]] = frozenset()
+
+    def fingerprinted(self) -> dict[str, Any]:
+        """The section as JSON-ready values, minus the fields that do not change a stage's output."""
+        return self.model_dump(mode="json", exclude=set(self.NOT_FINGERPRINTED))
+
 
 class DownloadParams(_Section):
     """How videos are fetched (yt-dlp) or copied in (local files)."""
+
+    NOT_FINGERPRINTED: ClassVar[frozenset[str]] = frozenset({"task_retries", "retry_backoff_s"})
 
     # Smallest mp4 at or above `min_height` (unknown heights pass, as with direct file links); else the
     # smallest of any kind. yt-dlp format selection syntax.
@@ -51,6 +61,9 @@ TranscriptSource = Literal["youtube", "howto100m", "subtitles"]
 class TranscriptParams(_Section):
     """Where ASR transcripts come from, in order of preference."""
 
+    # the caption file's identity (not its path) is one of the stage's inputs
+    NOT_FINGERPRINTED: ClassVar[frozenset[str]] = frozenset({"task_retries", "retry_backoff_s", "howto100m_captions"})
+
     sources: list[TranscriptSource] = Field(["youtube", "howto100m", "subtitles"])
     languages: list[str] = Field(["en"], description="preferred languages, first wins")
     prefer_manual: bool = Field(True, description="a manual transcript beats an auto-generated one")
@@ -76,6 +89,8 @@ class PunctuateParams(_Section):
 
 class FeaturesParams(_Section):
     """Clip sampling and the clip feature extractor (the paper: S3D on 30-frame clips at 20 fps, 224 px)."""
+
+    NOT_FINGERPRINTED: ClassVar[frozenset[str]] = frozenset({"batch_size", "decoder_threads"})
 
     extractor: Literal["s3d", "i3d", "baseline"] = Field(
         "s3d", description="s3d / i3d: TF-Hub models (handles in VIDEOBERT_S3D_HANDLE / _I3D_HANDLE); "

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+from videobert.core.errors import InvalidIdError, SettingsError
+from videobert.core.ids import validate_video_id, video_id_from_filename
 from videobert.db.repository import NewVideo
-from videobert.errors import InvalidIdError, SettingsError
-from videobert.ids import validate_video_id, video_id_from_filename
 
 YOUTUBE_WATCH_URL = "https://www.youtube.com/watch?v={id}"
 # The cooking part of HowTo100M, as in the paper (WikiHow top-level category of the search task).

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from videobert.errors import PermanentStageError
+from videobert.core.errors import PermanentStageError
 
 
 class CorruptVideoError(PermanentStageError):

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from videobert.errors import PermanentStageError, TransientStageError
-from videobert.howto100m import HowTo100MCaptions
+from videobert.core.errors import PermanentStageError, TransientStageError
+from videobert.ingest.howto100m import HowTo100MCaptions
 
 SUBTITLE_SUFFIXES = (".vtt", ".srt")
 

@@ -1,0 +1,98 @@
+"""What the flows return: typed summaries that the CLI, the demo and the Prefect UI read the same way."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from flows.futures import Outcomes
+
+TOP_ERRORS = 10  # most frequent (stage, error type) pairs kept in a summary
+MAX_LISTED = 20  # rejected entries, unknown ids ... listed by name (the rest are counted)
+
+
+class ErrorCount(BaseModel):
+    """How many (video, stage) pairs failed with one error type."""
+
+    stage: str
+    error_type: str
+    count: int
+
+
+class StageRunSummary(BaseModel):
+    """How the per-video stages of one flow run ended."""
+
+    flow_run_id: str | None = None
+    submitted: dict[str, int] = Field(default_factory=dict, description="stage -> task runs planned")
+    results: dict[str, dict[str, int]] = Field(default_factory=dict, description="stage -> status -> count")
+    skipped_before_submit: dict[str, dict[str, int]] = Field(
+        default_factory=dict, description="stage -> reason -> count, decided from the database before submitting"
+    )
+    top_errors: list[ErrorCount] = Field(default_factory=list)
+
+    def add_outcomes(self, outcomes: Outcomes) -> None:
+        """Fill `results` and `top_errors` from the scheduler's counters."""
+        for (stage, status), n in sorted(outcomes.results.items()):
+            self.results.setdefault(stage, {})[status] = n
+        self.top_errors = [ErrorCount(stage=s, error_type=e, count=n)
+                           for (s, e), n in outcomes.errors.most_common(TOP_ERRORS)]
+
+    def count(self, stage: str, status: str) -> int:
+        """Task runs of `stage` that ended with `status` in this run."""
+        return self.results.get(stage, {}).get(status, 0)
+
+    def failed(self) -> int:
+        """(video, stage) pairs that failed or did not run because their input failed."""
+        return sum(n for by_status in self.results.values() for st, n in by_status.items() if st in {"failed", "not run"})
+
+
+class IngestSummary(StageRunSummary):
+    """The ingest flow's result."""
+
+    videos: int = 0
+    new_videos: int = 0
+    rejected: list[tuple[str, str]] = Field(default_factory=list, description="(entry, reason), the first ones")
+    rejected_count: int = 0
+    unknown_ids: list[str] = Field(default_factory=list)
+
+
+class ManifestSummary(BaseModel):
+    """The manifest flow's result."""
+
+    path: str
+    videos: int
+    clips: int
+    stale: list[str]
+
+
+class CodebookSummary(BaseModel):
+    """The codebook flow's result."""
+
+    path: str
+    content_hash: str
+    metrics: dict[str, Any]
+
+
+class TokensSummary(StageRunSummary):
+    """The tokens flow's result."""
+
+    path: str = ""
+    codebook: str = ""
+    indexed: int = 0
+    missing: list[str] = Field(default_factory=list)
+
+
+class DatasetSummary(BaseModel):
+    """The dataset flow's result: its three steps."""
+
+    manifest: ManifestSummary
+    codebook: CodebookSummary
+    tokens: TokensSummary
+
+
+def reasons(counter: Counter[str]) -> dict[str, int]:
+    """A Counter as a plain sorted dict."""
+    return dict(sorted(counter.items()))
