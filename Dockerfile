@@ -8,6 +8,7 @@ COPY videobert ./videobert
 COPY videobert_model ./videobert_model
 COPY tasks ./tasks
 COPY flows ./flows
+COPY videobert_cli ./videobert_cli
 # The CPU build of torch; for GPUs, replace the index URL with a CUDA one.
 RUN pip install --no-cache-dir "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
     && pip install --no-cache-dir -c constraints.txt -e .
