@@ -1,4 +1,5 @@
-"""VideoBERT model side (torch + transformers): config, model, visual tokenizer, collator, inference.
+"""VideoBERT model side (numpy, faiss, scikit-learn today; torch + transformers for the model to come).
 
-Imports nothing from the pipeline packages (`videobert`, `tasks`, `flows`).
+Today: the visual tokenizer (`visual_tokenizer.py`: hierarchical k-means codebook, labeling, save/load).
+Imports nothing from the pipeline packages (`videobert`, `tasks`, `flows`, `videobert_cli`).
 """
