@@ -129,6 +129,24 @@ class CodebookParams(_Section):
     gallery_tile: int = Field(96, ge=16, description="gallery picture side, pixels")
 
 
+class CorpusParams(_Section):
+    """Training examples from tokens and sentences (the paper's section 3.2 and 4.1); see videobert_model.corpus."""
+
+    max_len: int = Field(128, ge=5, description="positions per example, special tokens included (ours)")
+    max_concat: int = Field(4, ge=1, description="most neighbouring sentences concatenated into one example (ours)")
+    subsample_min: int = Field(1, ge=1, description="video tokens subsampled at a random rate of min..max (paper: 1)")
+    subsample_max: int = Field(5, ge=1, description="... (paper: 5)")
+    video_segment: int = Field(16, ge=1, description="video tokens per video-only example (paper: 16)")
+    negative_ratio: float = Field(0.5, ge=0, le=1, description="share of text-video pairs that are negatives (paper: half)")
+    negative_pool_videos: int = Field(1000, ge=1, description="videos whose tokens negatives are drawn from (bounds memory)")
+    validation_share: float = Field(0.1, ge=0, le=1, description="share of videos in the validation split (by id hash)")
+    text_only: bool = Field(True, description="make text-only examples (every sentence alone)")
+    video_only: bool = Field(True, description="make video-only examples (stretches without sentences)")
+    english_only: bool = Field(True, description="text from English transcripts only (the paper's text objectives)")
+    shard_rows: int = Field(100_000, ge=1, description="examples per Parquet shard")
+    seed: int = Field(0, description="seed of every random choice (examples are deterministic)")
+
+
 class IngestParams(_Section):
     """Per-run knobs of the ingest flow."""
 
@@ -143,6 +161,7 @@ class Params(_Section):
     punctuate: PunctuateParams = PunctuateParams()
     features: FeaturesParams = FeaturesParams()
     codebook: CodebookParams = CodebookParams()
+    corpus: CorpusParams = CorpusParams()
     ingest: IngestParams = IngestParams()
 
 

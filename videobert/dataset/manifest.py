@@ -1,6 +1,10 @@
 """The manifest: every video whose `features` stage is done with the current parameters, with the key and sha256
-of its features and frames (sorted by id: the same videos give the same bytes), its sentences when the punctuate
-stage is done, and its tokens after the tokens stage. Videos with stale features are listed apart."""
+of its features and frames (sorted by id: the same videos give the same bytes); videos with stale features are
+listed apart. Beside it, the sentences index: the sentences artifact (key, sha256, method, language) of every
+manifest video whose punctuate stage is done with the current parameters.
+
+They are two files so that the codebook (which reads the manifest) is not refitted when only sentences change:
+`dvc repro` then re-runs the corpus alone."""
 
 from __future__ import annotations
 
@@ -14,7 +18,15 @@ from videobert.dataset.files import DatasetError
 from videobert.db import repository as repo
 from videobert.db.models import StageStatus
 from videobert.features.stage import FEATURES, FEATURES_ARTIFACT, FRAMES_ARTIFACT, features_fingerprint
-from videobert.ingest.stages import DOWNLOAD, VIDEO_ARTIFACT
+from videobert.ingest.stages import (
+    DOWNLOAD,
+    PUNCTUATE,
+    SENTENCES_ARTIFACT,
+    TRANSCRIPT,
+    TRANSCRIPT_ARTIFACT,
+    VIDEO_ARTIFACT,
+    punctuate_fingerprint,
+)
 
 
 def build_manifest(rt: Runtime, params: Params) -> dict[str, Any]:
@@ -47,6 +59,25 @@ def build_manifest(rt: Runtime, params: Params) -> dict[str, Any]:
         "clips": sum(v["clips"] for v in videos),
         "stale": stale,
     }
+
+
+def build_sentences_index(rt: Runtime, manifest: dict[str, Any], params: Params) -> dict[str, Any]:
+    """The sentences of the manifest's videos whose punctuate stage is done and current (others listed apart)."""
+    ids = [v["id"] for v in manifest["videos"]]
+    views = repo.stage_views(rt.db, [TRANSCRIPT.name, PUNCTUATE.name], ids)
+    videos: dict[str, Any] = {}
+    stale: list[str] = []
+    for vid in ids:
+        pview, tview = views.get((vid, PUNCTUATE.name)), views.get((vid, TRANSCRIPT.name))
+        if pview is None or pview.status != StageStatus.DONE or tview is None or tview.status != StageStatus.DONE:
+            continue  # no sentences (yet): the video gives video-only examples
+        if pview.fingerprint != punctuate_fingerprint(rt, params, tview.artifact(TRANSCRIPT_ARTIFACT).sha256):
+            stale.append(vid)
+            continue
+        videos[vid] = {**pview.artifacts[SENTENCES_ARTIFACT], "method": pview.outcome.get("method"),
+                       "language": pview.outcome.get("language"), "english": pview.outcome.get("english"),
+                       "sentences": int(pview.outcome.get("sentences", 0))}
+    return {"videos": videos, "stale": stale}
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from videobert.core.ids import validate_name, validate_video_id
 from videobert.core.processes import owner_id, owner_is_dead
 from videobert.core.storage import ObjectInfo
 from videobert.db.engine import Database
-from videobert.db.models import Codebook, StageRun, StageStatus, Video, utcnow
+from videobert.db.models import Codebook, CorpusVersion, StageRun, StageStatus, Video, utcnow
 
 MAX_ERROR_MESSAGE_CHARS = 4000  # keep the head of very long tracebacks/messages
 IN_LIST_CHUNK = 1000  # ids per `IN (...)` list and per multi-row insert (well below every driver's limits)
@@ -452,3 +452,16 @@ def register_codebook(db: Database, content_hash: str, *, levels: int, k: int, d
                            store_prefix=store_prefix, metrics=metrics))
         else:
             row.metrics = metrics
+
+
+def register_corpus(db: Database, content_hash: str, *, codebook_hash: str, params: dict[str, Any],
+                    stats: dict[str, Any], store_prefix: str) -> None:
+    """Record a built corpus with its codebook (or refresh the statistics of one already recorded)."""
+    with db.session() as s:
+        codebook_id = s.scalars(select(Codebook.id).where(Codebook.content_hash == codebook_hash)).one_or_none()
+        row = s.scalars(select(CorpusVersion).where(CorpusVersion.content_hash == content_hash)).one_or_none()
+        if row is None:
+            s.add(CorpusVersion(content_hash=content_hash, codebook_id=codebook_id, params=params, stats=stats,
+                                store_prefix=store_prefix))
+        else:
+            row.stats = stats
