@@ -1,7 +1,8 @@
-"""Dataset flows: the manifest of finished videos, the visual codebook, and every video's tokens.
+"""Dataset flows: the manifest of finished videos (and their sentences), the visual codebook, every video's
+tokens, and the training corpus.
 
-`dvc repro` runs the same steps through the CLI (`videobert dataset manifest|codebook|tokens`), one DVC stage
-each; the `dataset` flow runs them all for the Prefect UI.
+`dvc repro` runs the same steps through the CLI (`videobert dataset manifest|codebook|tokens|corpus`), one DVC
+stage each; the `dataset` flow runs them all for the Prefect UI.
 """
 
 from __future__ import annotations
@@ -12,28 +13,36 @@ from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.futures import run_per_video
-from flows.summaries import CodebookSummary, DatasetSummary, ManifestSummary, TokensSummary
-from tasks.dataset import codebook_task, tokens_task
+from flows.summaries import CodebookSummary, CorpusSummary, DatasetSummary, ManifestSummary, TokensSummary
+from tasks.dataset import codebook_task, corpus_task, tokens_task
 from videobert.core.params import load_params
 from videobert.core.runtime import get_runtime
 from videobert.core.stages import StageOptions
 from videobert.dataset.codebook import load_codebook
+from videobert.dataset.corpus import read_index
 from videobert.dataset.files import write_json
-from videobert.dataset.manifest import build_manifest, read_manifest
+from videobert.dataset.manifest import build_manifest, build_sentences_index, read_manifest
 from videobert.dataset.tokens import TOKENS, tokens_index, tokens_todo
 
 TOKENS_TASK_THREADS = 16  # threads of the tokens flow's task runner; `concurrency` videos use them at once
 
 
 @flow(name="manifest")
-def manifest_flow(out: str = "dataset/manifest.json", params_file: str = "params.yaml") -> ManifestSummary:
-    """Write the manifest of videos whose features are done with the current parameters."""
-    manifest = build_manifest(get_runtime(), load_params(params_file))
+def manifest_flow(out: str = "dataset/manifest.json", params_file: str = "params.yaml",
+                  sentences_out: str = "dataset/sentences.json") -> ManifestSummary:
+    """Write the manifest of videos whose features are done with the current parameters, and beside it the
+    index of their current sentences."""
+    rt = get_runtime()
+    params = load_params(params_file)
+    manifest = build_manifest(rt, params)
+    sentences = build_sentences_index(rt, manifest, params)
     write_json(Path(out), manifest)
+    write_json(Path(sentences_out), sentences)
     summary = ManifestSummary(path=out, videos=len(manifest["videos"]), clips=manifest["clips"],
-                              stale=manifest["stale"])
-    get_run_logger().info("manifest: %d videos, %d clips (%d stale, left out)", summary.videos, summary.clips,
-                          len(summary.stale))
+                              stale=manifest["stale"], sentences=len(sentences["videos"]),
+                              stale_sentences=sentences["stale"])
+    get_run_logger().info("manifest: %d videos, %d clips (%d stale, left out); %d with sentences", summary.videos,
+                          summary.clips, len(summary.stale), summary.sentences)
     return summary
 
 
@@ -67,11 +76,41 @@ def tokens_flow(manifest: str = "dataset/manifest.json", codebook: str = "datase
     return summary
 
 
+@flow(name="corpus")
+def corpus_flow(manifest: str = "dataset/manifest.json", sentences: str = "dataset/sentences.json",
+                tokens: str = "dataset/tokens.json", out: str = "dataset/corpus",
+                params_file: str = "params.yaml") -> CorpusSummary:
+    """Build the training corpus (Parquet shards and corpus.json) from the manifest, sentences and tokens."""
+    doc = corpus_task(read_manifest(Path(manifest)), read_index(Path(sentences), "sentences index", "videos"),
+                      read_index(Path(tokens), "tokens index", "codebook", "videos"), load_params(params_file), out)
+    summary = CorpusSummary(path=out, content_hash=doc["content_hash"], codebook=doc["codebook"],
+                            tokenizer=doc["tokenizer"], stats=doc["stats"])
+    _publish_corpus(summary)
+    return summary
+
+
+def _publish_corpus(summary: CorpusSummary) -> None:
+    """The corpus figures as a table artifact, for whoever reads the run in the Prefect UI."""
+    from prefect.artifacts import create_table_artifact
+
+    examples = summary.stats["examples"]
+    rows = [{"split": split, **by_kind, "total": sum(by_kind.values())} for split, by_kind in examples.items()]
+    create_table_artifact(rows, key="corpus-examples",
+                          description=f"corpus {summary.content_hash[:16]} (codebook {summary.codebook[:16]}): "
+                                      f"{summary.stats['negatives']} negative pairs; share of clips without a "
+                                      f"sentence {summary.stats['clips_without_sentence_share']:.1%}")
+
+
 @flow(name="dataset")
-def dataset_flow(folder: str = "dataset", params_file: str = "params.yaml", concurrency: int = 4) -> DatasetSummary:
-    """Manifest, codebook and tokens, one after the other (what `dvc repro` runs as three stages)."""
+def dataset_flow(folder: str = "dataset", params_file: str = "params.yaml", concurrency: int = 4,
+                 corpus: bool = True) -> DatasetSummary:
+    """Manifest, codebook, tokens and corpus, one after the other (what `dvc repro` runs as four stages)."""
     base = Path(folder)
-    manifest = manifest_flow(str(base / "manifest.json"), params_file)
+    manifest = manifest_flow(str(base / "manifest.json"), params_file, str(base / "sentences.json"))
     codebook = codebook_flow(str(base / "manifest.json"), str(base / "codebook"), params_file)
     tokens = tokens_flow(str(base / "manifest.json"), str(base / "codebook"), str(base / "tokens.json"), concurrency)
-    return DatasetSummary(manifest=manifest, codebook=codebook, tokens=tokens)
+    built = None
+    if corpus:
+        built = corpus_flow(str(base / "manifest.json"), str(base / "sentences.json"), str(base / "tokens.json"),
+                            str(base / "corpus"), params_file)
+    return DatasetSummary(manifest=manifest, codebook=codebook, tokens=tokens, corpus=built)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flows.dataset import codebook_flow, dataset_flow, manifest_flow, tokens_flow
+from flows.dataset import codebook_flow, corpus_flow, dataset_flow, manifest_flow, tokens_flow
 from flows.ingest import ingest
 
 TAGS = ["videobert"]
@@ -23,7 +23,8 @@ def build_deployments(limit: int | None = None) -> list[Any]:
         (manifest_flow, "Write the manifest of videos whose features are done."),
         (codebook_flow, "Fit the hierarchical k-means codebook of a manifest."),
         (tokens_flow, "Label every manifest video with a codebook."),
-        (dataset_flow, "Manifest, codebook and tokens, one after the other."),
+        (corpus_flow, "Build the training corpus from the manifest, sentences and tokens."),
+        (dataset_flow, "Manifest, codebook, tokens and corpus, one after the other."),
     ]
     return [f.to_deployment(name=f.name, description=text, tags=TAGS, concurrency_limit=limit) for f, text in flows]
 

@@ -66,6 +66,8 @@ class ManifestSummary(BaseModel):
     videos: int
     clips: int
     stale: list[str]
+    sentences: int = Field(0, description="manifest videos with current sentences")
+    stale_sentences: list[str] = Field(default_factory=list)
 
 
 class CodebookSummary(BaseModel):
@@ -85,12 +87,23 @@ class TokensSummary(StageRunSummary):
     missing: list[str] = Field(default_factory=list)
 
 
+class CorpusSummary(BaseModel):
+    """The corpus flow's result: where it is and its corpus.json figures."""
+
+    path: str
+    content_hash: str
+    codebook: str
+    tokenizer: str
+    stats: dict[str, Any]
+
+
 class DatasetSummary(BaseModel):
-    """The dataset flow's result: its three steps."""
+    """The dataset flow's result: its steps."""
 
     manifest: ManifestSummary
     codebook: CodebookSummary
     tokens: TokensSummary
+    corpus: CorpusSummary | None = None
 
 
 def reasons(counter: Counter[str]) -> dict[str, int]:

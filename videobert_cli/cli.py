@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="VideoBERT pipeline.")
 db_app = typer.Typer(no_args_is_help=True, help="Tracking database.")
 app.add_typer(db_app, name="db")
-dataset_app = typer.Typer(no_args_is_help=True, help="Dataset stages (what dvc repro runs): manifest, codebook, tokens.")
+dataset_app = typer.Typer(no_args_is_help=True, help="Dataset stages (what dvc repro runs): manifest, codebook, tokens, corpus; the DVC remote.")
 app.add_typer(dataset_app, name="dataset")
 
 console = Console()
@@ -160,14 +160,18 @@ def _prefect_ready() -> None:
 def dataset_manifest(
     out: Annotated[Path, typer.Option(help="Manifest file to write.")] = Path("dataset/manifest.json"),
     params: Annotated[Path, typer.Option(help="Parameters file.")] = Path("params.yaml"),
+    sentences: Annotated[Path, typer.Option(help="Sentences index to write.")] = Path("dataset/sentences.json"),
 ) -> None:
-    """Write the manifest of videos whose features are done with the current parameters."""
+    """Write the manifest of videos whose features are done with the current parameters, and their sentences."""
     _prefect_ready()
     from flows.dataset import manifest_flow
 
-    r = manifest_flow(str(out), str(params))
+    r = manifest_flow(str(out), str(params), str(sentences))
     console.print(f"manifest {out}: {r.videos} videos, {r.clips} clips"
                   + (f"; {len(r.stale)} with stale features left out (re-run ingest)" if r.stale else ""))
+    console.print(f"sentences {sentences}: {r.sentences} videos with sentences"
+                  + (f"; {len(r.stale_sentences)} with stale sentences left out (re-run ingest)"
+                     if r.stale_sentences else ""))
 
 
 @dataset_app.command("codebook")
@@ -208,6 +212,40 @@ def dataset_tokens(
                   + (f"; missing: {r.missing[:10]}" if r.missing else ""))
     if r.missing:
         raise typer.Exit(1)
+
+
+@dataset_app.command("corpus")
+def dataset_corpus(
+    manifest: Annotated[Path, typer.Option(help="Manifest file.")] = Path("dataset/manifest.json"),
+    sentences: Annotated[Path, typer.Option(help="Sentences index.")] = Path("dataset/sentences.json"),
+    tokens: Annotated[Path, typer.Option(help="Tokens index.")] = Path("dataset/tokens.json"),
+    out: Annotated[Path, typer.Option(help="Corpus folder to write.")] = Path("dataset/corpus"),
+    params: Annotated[Path, typer.Option(help="Parameters file.")] = Path("params.yaml"),
+) -> None:
+    """Build the training corpus: Parquet shards of text-video, text-only and video-only examples, corpus.json."""
+    _prefect_ready()
+    from flows.dataset import corpus_flow
+
+    r = corpus_flow(str(manifest), str(sentences), str(tokens), str(out), str(params))
+    table = Table("split", "text_video", "text", "video", title=f"corpus {r.content_hash[:16]} "
+                  f"(codebook {r.codebook[:16]}, {r.tokenizer})")
+    for split, by_kind in r.stats["examples"].items():
+        table.add_row(split, *(str(by_kind[k]) for k in ("text_video", "text", "video")))
+    console.print(table)
+    console.print(f"negative pairs {r.stats['negatives']}; clips without a sentence "
+                  f"{r.stats['clips_without_sentence_share']:.1%}; saved in {out} (lengths: {out / 'lengths.png'})")
+
+
+@dataset_app.command("remote")
+def dataset_remote(
+    name: Annotated[str, typer.Option(help="Remote name.")] = "store",
+    prefix: Annotated[str, typer.Option(help="Folder of the DVC cache in the bucket.")] = "dvc",
+) -> None:
+    """Make the S3-protocol store (VIDEOBERT_MINIO_*) the default DVC remote of the DVC project here."""
+    from videobert.dataset.dvc_remote import configure_remote
+
+    url = configure_remote(_settings(), Path.cwd(), name, prefix)
+    console.print(f"DVC remote {name!r} -> {url} (keys in .dvc/config.local); now: dvc push / dvc pull")
 
 
 @app.command()

@@ -10,7 +10,7 @@ from flows.ingest import ingest
 
 def test_every_flow_has_a_deployment() -> None:
     deployments = {d.name: d for d in build_deployments(limit=2)}
-    assert sorted(deployments) == ["codebook", "dataset", "ingest", "manifest", "tokens"]
+    assert sorted(deployments) == ["codebook", "corpus", "dataset", "ingest", "manifest", "tokens"]
     assert deployments["ingest"].entrypoint == "flows/ingest.py:ingest"
     assert all("videobert" in d.tags and d.concurrency_limit == 2 for d in deployments.values())
 

@@ -60,26 +60,37 @@ def corpus_config(p: CorpusParams) -> CorpusConfig:
                         text_only=p.text_only, video_only=p.video_only, seed=p.seed)
 
 
-def load_text_tokenizer(model_dir: str | None) -> tuple[TextTokenizer, str]:
-    """The WordPiece tokenizer of a pretrained BERT directory, and its identity (sha256 of its vocabulary files)."""
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json")
+
+
+def tokenizer_identity(model_dir: str | None) -> str:
+    """The identity of a pretrained BERT directory's tokenizer: sha256 of its vocabulary files ("none" unset)."""
     if not model_dir:
-        raise SettingsError("VIDEOBERT_BERT_MODEL is not set: point it at a pretrained BERT directory (its "
-                            "WordPiece vocabulary tokenizes the corpus text)")
+        return "none"
     path = Path(model_dir)
-    files = [path / n for n in ("vocab.txt", "tokenizer.json", "tokenizer_config.json") if (path / n).is_file()]
+    files = [path / n for n in TOKENIZER_FILES if (path / n).is_file()]
     if not files:
         raise SettingsError(f"VIDEOBERT_BERT_MODEL={model_dir!r} is not a folder with a BERT tokenizer (vocab.txt)")
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(path))
     digest = hashlib.sha256()
     for f in files:
         digest.update(f.name.encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def load_text_tokenizer(model_dir: str | None) -> tuple[TextTokenizer, str]:
+    """The WordPiece tokenizer of a pretrained BERT directory, and its identity (see `tokenizer_identity`)."""
+    if not model_dir:
+        raise SettingsError("VIDEOBERT_BERT_MODEL is not set: point it at a pretrained BERT directory (its "
+                            "WordPiece vocabulary tokenizes the corpus text)")
+    identity = tokenizer_identity(model_dir)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
 
     def encode(texts: list[str]) -> list[list[int]]:
         return list(tok(texts, add_special_tokens=False)["input_ids"]) if texts else []
 
-    return encode, f"{type(tok).__name__}:{digest.hexdigest()[:16]}"
+    return encode, identity
 
 
 class _ShardWriter:
@@ -155,6 +166,10 @@ def build_corpus(rt: Runtime, manifest: dict[str, Any], sentences_index: dict[st
     cfg = corpus_config(p)
     codebook = tokens_index["codebook"]
     videos = sorted(manifest["videos"], key=lambda v: v["id"])
+    indexed_with = sentences_index.get("tokenizer", tokenizer_identity)
+    if indexed_with != tokenizer_identity:
+        raise DatasetError(f"the sentences index was written with tokenizer {indexed_with}, but VIDEOBERT_BERT_MODEL "
+                           f"is {tokenizer_identity}: run the manifest stage again (dvc repro does)")
     missing = [v["id"] for v in videos if v["id"] not in tokens_index["videos"]]
     if missing:
         raise DatasetError(f"{len(missing)} manifest videos have no tokens with codebook {codebook[:16]} "

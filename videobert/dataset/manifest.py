@@ -1,7 +1,8 @@
 """The manifest: every video whose `features` stage is done with the current parameters, with the key and sha256
 of its features and frames (sorted by id: the same videos give the same bytes); videos with stale features are
 listed apart. Beside it, the sentences index: the sentences artifact (key, sha256, method, language) of every
-manifest video whose punctuate stage is done with the current parameters.
+manifest video whose punctuate stage is done with the current parameters, and the identity of the tokenizer
+(VIDEOBERT_BERT_MODEL) that the corpus will read them with.
 
 They are two files so that the codebook (which reads the manifest) is not refitted when only sentences change:
 `dvc repro` then re-runs the corpus alone."""
@@ -14,6 +15,7 @@ from typing import Any
 
 from videobert.core.params import Params
 from videobert.core.runtime import Runtime
+from videobert.dataset.corpus import tokenizer_identity
 from videobert.dataset.files import DatasetError
 from videobert.db import repository as repo
 from videobert.db.models import StageStatus
@@ -77,7 +79,8 @@ def build_sentences_index(rt: Runtime, manifest: dict[str, Any], params: Params)
         videos[vid] = {**pview.artifacts[SENTENCES_ARTIFACT], "method": pview.outcome.get("method"),
                        "language": pview.outcome.get("language"), "english": pview.outcome.get("english"),
                        "sentences": int(pview.outcome.get("sentences", 0))}
-    return {"videos": videos, "stale": stale}
+    # the tokenizer that will read them: a new VIDEOBERT_BERT_MODEL changes this file, so DVC rebuilds the corpus
+    return {"videos": videos, "stale": stale, "tokenizer": tokenizer_identity(rt.settings.bert_model)}
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
