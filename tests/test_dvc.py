@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Project
+from tests.conftest import Project, new_bucket_name
 from tests.helpers.media import make_video
 from videobert.core.params import load_params
+from videobert.core.settings import load_settings
+from videobert.core.storage import MinioStore
+from videobert.dataset.dvc_remote import configure_remote
 from videobert.db import repository as repo
 from videobert.features.stage import run_features
 from videobert.ingest.stages import run_download
@@ -41,7 +44,7 @@ def _dvc(project: Project, api: str, *args: str) -> subprocess.CompletedProcess[
                           capture_output=True, timeout=600)
 
 
-def test_dvc_repro_reproduces_the_codebook(project: Project, prefect_api: str) -> None:
+def test_dvc_repro_reproduces_the_codebook(project: Project, prefect_api: str, s3_endpoint: str) -> None:
     root = project.root
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     params = project.write_params(SMALL)
@@ -95,6 +98,26 @@ def test_dvc_repro_reproduces_the_codebook(project: Project, prefect_api: str) -
     assert forced.returncode == 0, forced.stderr
     assert json.loads((root / "dataset/codebook/config.json").read_text())["content_hash"] == config["content_hash"]
     assert (root / "dvc.lock").read_text() == lock
+
+    # the version goes to the S3-protocol store and comes back into a fresh copy, byte for byte
+    bucket = new_bucket_name()
+    MinioStore(s3_endpoint, bucket, "k", "s").check()
+    remote = load_settings(env_file=None, store="minio", minio_endpoint=s3_endpoint, minio_bucket=bucket,
+                           minio_access_key="k", minio_secret_key="s", data_dir=project.data)
+    configure_remote(remote, root)
+    pushed = _dvc(project, prefect_api, "push")
+    assert pushed.returncode == 0, pushed.stderr
+    fresh = root / "fresh"
+    (fresh / ".dvc").mkdir(parents=True)
+    for name in ("dvc.yaml", "dvc.lock", "params.yaml", ".dvc/config"):
+        shutil.copy(root / name, fresh / name)
+    configure_remote(remote, fresh)
+    pulled = subprocess.run([sys.executable, "-m", "dvc", "pull"], cwd=fresh, capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    assert pulled.returncode == 0, pulled.stderr
+    for rel in ("dataset/corpus/corpus.json", "dataset/codebook/config.json", "dataset/tokens.json",
+                *(f"dataset/corpus/{name}" for name in corpus["shards"])):
+        assert (fresh / rel).read_bytes() == (root / rel).read_bytes(), rel
 
     # a codebook parameter changes: the codebook and the tokens are rebuilt
     project.write_params(SMALL.replace("k: 3", "k: 2"))
