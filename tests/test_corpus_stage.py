@@ -135,3 +135,27 @@ def test_missing_tokens_or_tokenizer_are_clear_errors(labelled: tuple, bert_dir:
         load_text_tokenizer(None)
     with pytest.raises(SettingsError, match="not a folder with a BERT tokenizer"):
         load_text_tokenizer(str(tmp_path))
+
+
+def test_corpus_flow_writes_the_corpus_and_publishes_its_figures(labelled: tuple, prefect_api: str) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.dataset import corpus_flow
+    from videobert.dataset.files import write_json
+
+    project, manifest, sentences, tokens = labelled
+    for name, doc in (("manifest", manifest), ("sentences", sentences), ("tokens", tokens)):
+        write_json(project.root / "dataset" / f"{name}.json", doc)
+    params = project.root / "params.yaml"
+    params.write_text(json.dumps(PARAMS.model_dump(mode="json")))  # YAML is a superset of JSON
+    summary = corpus_flow(params_file=str(params))
+    on_disk = json.loads((project.root / "dataset" / "corpus" / "corpus.json").read_text())
+    assert summary.content_hash == on_disk["content_hash"] and summary.stats == on_disk["stats"]
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["corpus-examples"])))
+    latest = max(found, key=lambda a: a.created)
+    assert summary.content_hash[:16] in latest.description
+    table = json.loads(latest.data) if isinstance(latest.data, str) else latest.data
+    assert {row["split"]: row["total"] for row in table} == {
+        split: sum(by_kind.values()) for split, by_kind in on_disk["stats"]["examples"].items()}
