@@ -134,3 +134,15 @@ def test_token_ids_are_paths() -> None:
     assert book.path(0) == (0, 0, 0) and book.path(124) == (4, 4, 4) and book.path(38) == (1, 2, 3)
     with pytest.raises(ValueError, match="cannot fit a codebook on no vectors"):
         fit_hierarchical_kmeans(np.zeros((0, 4), np.float32), HKMeansConfig(levels=2, k=2))
+
+
+def test_kmeans_pp_starts_are_distinct_data_rows_and_seeded() -> None:
+    x = hierarchical_clusters(300, 16, k=6, levels=1, seed=4)
+    starts = vt._kmeans_pp(x, 6, np.random.default_rng(7))
+    assert starts.shape == (6, 16) and starts.dtype == np.float32
+    assert all((x == s).all(axis=1).any() for s in starts)  # every start is a data vector
+    gaps = np.linalg.norm(starts[:, None] - starts[None], axis=-1)[np.triu_indices(6, 1)]
+    assert gaps.min() > 1.0  # one start in each of the 6 well separated clusters (noise is 0.01)
+    np.testing.assert_array_equal(starts, vt._kmeans_pp(x.copy(), 6, np.random.default_rng(7)))
+    dup = np.repeat(x[:2], 10, axis=0)  # fewer distinct vectors than k: still k starts, no error
+    assert vt._kmeans_pp(dup, 6, np.random.default_rng(0)).shape == (6, 16)
