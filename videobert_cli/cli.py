@@ -91,6 +91,56 @@ def status(
         console.print(etable)
 
 
+# --- verify: the stored artifacts against the sha256 the database recorded --------------------------------
+
+VERIFY_LISTED = 20  # problems listed one by one; the table counts them all
+
+
+@app.command()
+def verify(
+    repair: Annotated[bool, typer.Option(help="Mark the stages that do not verify, and the stages that depend on "
+                                              "them, to run again.")] = False,
+    stage: Annotated[list[str] | None, typer.Option(help="Check only these stages (repeatable).")] = None,
+) -> None:
+    """Check every done stage's artifacts against the size and sha256 in the database (reads every object).
+
+    Exit code 1 when something does not verify; with --repair, 0 once the stages that do not verify are marked to
+    run again (the next `videobert ingest`, and `videobert dataset tokens`, redoes them).
+    """
+    from videobert.core.storage import open_store
+    from videobert.core.verify import verify_stages
+    from videobert.dataset.tokens import TOKENS
+    from videobert.db.engine import open_database
+    from videobert.ingest.plan import INGEST_STAGES
+
+    specs = (*INGEST_STAGES, TOKENS)
+    unknown = sorted(set(stage or ()) - {s.name for s in specs})
+    if unknown:
+        raise SettingsError(f"unknown stages {unknown}: choose from {[s.name for s in specs]}")
+    settings = _settings()
+    db, store = open_database(settings), open_store(settings)
+    report = verify_stages(db, store, specs, stage or None, repair)
+    counts = ["checked", "ok", "corrupt", "missing"] + (["marked"] if repair else [])
+    table = Table("stage", *counts, title=f"done stages in {db.describe()} against {store.describe()}")
+    for name, c in sorted(report.stages.items()):
+        table.add_row(name, *(str(getattr(c, field)) for field in counts))
+    console.print(table)
+    if report.problems:
+        ptable = Table("video", "stage", "artifact", "problem", title="artifacts that do not verify")
+        for p in report.problems[:VERIFY_LISTED]:
+            ptable.add_row(p.video_id, p.stage, p.artifact, f"{p.kind}: {p.detail}")
+        console.print(ptable)
+    if not report.problems:
+        console.print("every done stage's artifacts verify")
+    elif repair:
+        console.print("the stages marked above run again on the next `videobert ingest` "
+                      "(tokens: `videobert dataset tokens`)")
+    else:
+        console.print(f"{len(report.problems)} artifacts do not verify: `videobert verify --repair` marks their "
+                      "stages, and the stages that depend on them, to run again")
+        sys.exit(1)  # not typer.Exit: with standalone_mode=False click returns its code, and main() drops it
+
+
 def _run_ingest(request_fields: dict, params: Path, quiet: bool) -> IngestSummary:
     from pydantic import ValidationError
 

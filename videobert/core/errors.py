@@ -47,6 +47,13 @@ class IntegrityError(StoreError):
     """An object's content does not match its recorded sha256 (or a stage output failed verification)."""
 
 
+class UpstreamIntegrityError(IntegrityError):
+    """A stage's input (another stage's output) does not verify: that stage is marked to run again, and so is
+    this one (retryable: the next plain run redoes both, in order)."""
+
+    retryable = True
+
+
 class StoreConfigError(StoreError, SettingsError):
     """The store is reachable but misconfigured (missing bucket, bad credentials)."""
 

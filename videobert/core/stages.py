@@ -24,8 +24,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from videobert.core.errors import ClaimLostError, DatabaseUnavailableError, VideobertError
+from videobert.core.errors import (
+    ClaimLostError,
+    DatabaseUnavailableError,
+    IntegrityError,
+    ObjectNotFoundError,
+    UpstreamIntegrityError,
+    VideobertError,
+)
 from videobert.core.storage import ArtifactStore, ObjectInfo
+from videobert.core.verify import object_problem
 from videobert.db import repository as repo
 from videobert.db.engine import Database
 from videobert.db.models import StageStatus
@@ -191,9 +199,35 @@ def run_derived_stage(rt: Runtime, video_id: str, spec: StageSpec, fingerprint_o
     """A stage that reads another stage's output: read the upstream artifact, fingerprint, run the body, record.
 
     Skipped (not failed) when the upstream stage is not done; `fingerprint_of` gets the input artifact (its
-    sha256 goes into the fingerprint) and `body` gets it to read.
+    sha256 goes into the fingerprint) and `body` gets it to read. An input that no longer verifies marks the
+    upstream stage to run again and fails this one with a retryable UpstreamIntegrityError (not re-raised for the
+    orchestrator: a retry before the upstream stage is redone would read the same bad input).
     """
     source = stage_input(rt, video_id, spec)
     if isinstance(source, StageResult):
         return source
-    return run_stage(rt, video_id, spec, fingerprint_of(source), lambda: body(source), opts)
+    try:
+        return run_stage(rt, video_id, spec, fingerprint_of(source), lambda: _read_input(rt, video_id, spec, source, body),
+                         opts)
+    except UpstreamIntegrityError as exc:  # already recorded on the row by execute_stage
+        return StageResult(video_id, spec.name, "failed", type(exc).__name__, str(exc), retryable=True)
+
+
+def _read_input(rt: Runtime, video_id: str, spec: StageSpec, source: ObjectInfo,
+                body: Callable[[ObjectInfo], StageOutput]) -> StageOutput:
+    """`body(source)`; when it fails on a store object and the input no longer has the size and sha256 the
+    database recorded, mark the upstream stage to run again and raise UpstreamIntegrityError."""
+    try:
+        return body(source)
+    except (IntegrityError, ObjectNotFoundError) as exc:
+        problem = object_problem(rt.store, source)
+        if problem is None:
+            raise  # the input verifies: the error is about something else
+        assert spec.reads is not None
+        upstream, artifact = spec.reads
+        kind, detail = problem
+        repo.mark_for_rerun(rt.db, video_id, upstream, IntegrityError.__name__,
+                            f"{kind}: {detail} (found by {spec.name}); the next run redoes it")
+        raise UpstreamIntegrityError(
+            f"the input of {spec.name}, the {artifact} of {upstream} of video {video_id}, does not verify ({kind}: "
+            f"{detail}); {upstream} is marked to run again, and {spec.name} runs after it") from exc

@@ -219,6 +219,17 @@ class ArtifactStore(ABC):
     def url(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
         """A URL to read the object: presigned on MinIO, `file://` on a local folder."""
 
+    def content_info(self, key: str) -> ObjectInfo:
+        """Size and sha256 of the object's content, read and hashed as a stream: nothing recorded is trusted or
+        updated (what `videobert verify` compares with the database); ObjectNotFoundError when there is none."""
+        digest = hashlib.sha256()
+        size = 0
+        with self._open(key) as fh:
+            while chunk := fh.read(CHUNK_BYTES):
+                digest.update(chunk)
+                size += len(chunk)
+        return ObjectInfo(key, size, digest.hexdigest())
+
     def verify(self, info: ObjectInfo) -> ObjectInfo:
         """Check that the stored object still has the size and sha256 in `info` (no content read)."""
         current = self.stat(info.key)

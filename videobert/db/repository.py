@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -384,20 +384,64 @@ def release_dead_claims(db: Database) -> int:
 # --- reads for planning and reporting ---------------------------------------------------------------------
 
 
+_VIEW_COLUMNS = (  # the columns of a StageView, in its field order
+    StageRun.video_id, StageRun.stage, StageRun.status, StageRun.fingerprint, StageRun.artifacts,
+    StageRun.outcome, StageRun.error_type, StageRun.retryable, StageRun.attempts,
+)
+
+
 def stage_views(db: Database, stages: Sequence[str], video_ids: Sequence[str] | None = None) -> dict[tuple[str, str], StageView]:
     """Snapshots of the stage rows of `stages` (for `video_ids`, or all), keyed by (video id, stage)."""
     out: dict[tuple[str, str], StageView] = {}
-    cols = (
-        StageRun.video_id, StageRun.stage, StageRun.status, StageRun.fingerprint, StageRun.artifacts,
-        StageRun.outcome, StageRun.error_type, StageRun.retryable, StageRun.attempts,
-    )
     with db.session() as s:
-        base = select(*cols).where(StageRun.stage.in_(list(stages)))
+        base = select(*_VIEW_COLUMNS).where(StageRun.stage.in_(list(stages)))
         for chunk in [None] if video_ids is None else _chunks(video_ids):
             stmt = base if chunk is None else base.where(StageRun.video_id.in_(chunk))
             for r in s.execute(stmt):
                 out[(r.video_id, r.stage)] = StageView(*r)
     return out
+
+
+def done_stage_batches(db: Database, stages: Sequence[str] | None = None,
+                       batch: int = IN_LIST_CHUNK) -> Iterator[list[StageView]]:
+    """The done stage rows (of `stages`, or of every stage), `batch` at a time in id order: keyset pages, so that
+    memory stays flat however many rows there are."""
+    last_id = 0
+    while True:
+        stmt = (select(StageRun.id, *_VIEW_COLUMNS)
+                .where(StageRun.status == StageStatus.DONE, StageRun.id > last_id)
+                .order_by(StageRun.id).limit(batch))
+        if stages is not None:
+            stmt = stmt.where(StageRun.stage.in_(list(stages)))
+        with db.session() as s:
+            rows = s.execute(stmt).all()
+        if not rows:
+            return
+        last_id = rows[-1].id
+        yield [StageView(*r[1:]) for r in rows]
+
+
+def mark_for_rerun(db: Database, video_id: str, stage: str, error_type: str, message: str) -> bool:
+    """Mark a (video, stage) that is done or failed as failed with a retryable `error_type` (its artifacts
+    dropped), so that the next plain run, and `retry --error-type`, runs it again; True when a row was marked.
+
+    A running row (a worker holds it and will write new outputs) and a pending one (it runs anyway) are left
+    as they are.
+    """
+    now = utcnow()
+    with db.session() as s:
+        marked = s.execute(
+            update(StageRun)
+            .where(StageRun.video_id == video_id, StageRun.stage == stage,
+                   StageRun.status.in_([StageStatus.DONE, StageStatus.FAILED]))
+            .values(status=StageStatus.FAILED, error_type=error_type, error_message=message[:MAX_ERROR_MESSAGE_CHARS],
+                    retryable=True, artifacts={}, outcome={}, finished_at=now, lease_expires_at=None)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if marked:
+            s.execute(update(Video).where(Video.id == video_id)
+                      .values(state=f"{stage}:{StageStatus.FAILED}", updated_at=now))
+    return marked == 1
 
 
 def status_counts(db: Database) -> list[tuple[str, str, int]]:
