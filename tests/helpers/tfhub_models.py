@@ -14,17 +14,18 @@ from pathlib import Path
 import numpy as np
 
 
-def s3d_weights() -> np.ndarray:
-    return np.random.default_rng(0).standard_normal((3, 1024)).astype(np.float32)
+def s3d_weights(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((3, 1024)).astype(np.float32)
 
 
-def build_s3d_like(folder: Path) -> Path:
+def build_s3d_like(folder: Path, seed: int = 0) -> Path:
+    """The S3D-like model; another `seed` gives other weights of the same shapes (another weights hash)."""
     import tensorflow as tf
 
     class S3DLike(tf.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.w = tf.Variable(s3d_weights())
+            self.w = tf.Variable(s3d_weights(seed))
             self.proj = tf.Variable(np.random.default_rng(1).standard_normal((1024, 512)).astype(np.float32) / 32)
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, None, 3], tf.float32)])
