@@ -70,6 +70,20 @@ def test_claim_lifecycle(db: Database) -> None:
     assert isinstance(forced, repo.Claim)
 
 
+def test_force_never_takes_a_claim_a_live_worker_holds(db: Database) -> None:
+    _register(db, "v1")
+    held = repo.claim_stage(db, "v1", "download", "fp", LEASE_S, owner="otherhost:1:1")  # live: its lease runs
+    assert isinstance(held, repo.Claim)
+    for fp in ("fp", "fp-new"):
+        forced = repo.claim_stage(db, "v1", "download", fp, LEASE_S, force=True, retry_permanent=True)
+        assert isinstance(forced, repo.Skip) and forced.reason == "running elsewhere", fp
+    mine = repo.claim_stage(db, "v1", "features", "fp", LEASE_S)  # held by this live process
+    assert isinstance(repo.claim_stage(db, "v1", "features", "fp", LEASE_S, force=True), repo.Skip)
+    repo.complete_stage(db, held, {})  # the holder still owns it, and finishes
+    repo.complete_stage(db, mine, {})
+    assert isinstance(repo.claim_stage(db, "v1", "download", "fp", LEASE_S, force=True), repo.Claim)  # done: forced
+
+
 def test_failures_permanent_and_transient(db: Database) -> None:
     _register(db, "v1", "v2")
     c1 = repo.claim_stage(db, "v1", "download", "fp", LEASE_S)
