@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import zipfile
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,8 +13,10 @@ from PIL import Image
 from sqlalchemy import select
 
 from tests.conftest import Project
+from tests.helpers.hkmeans import descend
 from tests.helpers.media import make_video
 from videobert.core.params import CodebookParams, FeaturesParams, Params
+from videobert.core.runtime import Runtime
 from videobert.core.stages import StageOptions
 from videobert.dataset.codebook import build_codebook, load_codebook
 from videobert.dataset.manifest import build_manifest
@@ -49,6 +53,33 @@ def test_manifest_lists_current_features_only(ingested: Project) -> None:
     assert stale["videos"] == [] and stale["stale"] == ["v0", "v1", "v2", "v3"]
 
 
+def _check_token_pictures(rt: Runtime, manifest: dict[str, Any], folder: Path) -> float:
+    """Every token picture is the middle frame of the clip nearest to its token's centroid among the clips
+    labelled with it (ties: the first in manifest order); tokens and distances computed here from the saved
+    centroid files (tests/helpers/hkmeans.py). Returns the largest gap, within one token, between its nearest
+    and farthest clip."""
+    pictures = json.loads((folder / "pictures.json").read_text())
+    rows = [(v["id"], clip) for v in manifest["videos"] for clip in range(v["clips"])]
+    x = np.concatenate([load_features(rt.store, v["features"]["key"]).features for v in manifest["videos"]])
+    tokens, dist = descend(folder, x)
+    assert set(pictures) == {str(t) for t in tokens.tolist()}
+    spread = 0.0
+    with zipfile.ZipFile(folder / "pictures.zip") as z:
+        for token, where in pictures.items():
+            members = np.flatnonzero(tokens == int(token))
+            chosen = rows.index((where["video"], where["clip"]))
+            assert chosen in members, token
+            nearest = dist[members].min()
+            assert dist[chosen] <= nearest + 1e-4 * (1 + nearest), token  # the nearest, float32 rounding aside
+            assert not any(np.array_equal(x[m], x[chosen]) for m in members if m < chosen), token  # ties: the first
+            assert where["sq_distance"] == pytest.approx(dist[chosen], rel=1e-3, abs=1e-3)
+            spread = max(spread, float(dist[members].max() - nearest))
+            view = repo.stage_views(rt.db, ["features"], [where["video"]])[(where["video"], "features")]
+            with rt.store.local_path(view.artifact("frames").key) as path, FrameReader(path) as frames:
+                assert z.read(f"{int(token):06d}.jpg") == frames.jpeg(where["clip"])
+    return spread
+
+
 def test_codebook_is_deterministic_illustrated_and_registered(ingested: Project) -> None:
     rt = ingested.runtime()
     manifest = build_manifest(rt, PARAMS)
@@ -65,16 +96,9 @@ def test_codebook_is_deterministic_illustrated_and_registered(ingested: Project)
     assert 0 <= metrics["empty_leaf_share"] < 1 and 0 <= metrics["tree_flat_agreement"] <= 1
     assert json.loads((ingested.root / "cb1" / "metrics.json").read_text()) == metrics
 
-    # every picture is the middle frame of a real clip that carries that token
     pictures = json.loads((ingested.root / "cb1" / "pictures.json").read_text())
     assert pictures and len(pictures) == metrics["tokens_with_pictures"]
-    with zipfile.ZipFile(ingested.root / "cb1" / "pictures.zip") as z:
-        for token, where in pictures.items():
-            view = repo.stage_views(rt.db, ["features"], [where["video"]])[(where["video"], "features")]
-            feats = load_features(rt.store, view.artifact("features").key)
-            assert book.label(feats.features.astype(np.float32))[where["clip"]] == int(token)
-            with rt.store.local_path(view.artifact("frames").key) as path, FrameReader(path) as frames:
-                assert z.read(f"{int(token):06d}.jpg") == frames.jpeg(where["clip"])
+    _check_token_pictures(rt, manifest, ingested.root / "cb1")  # here most tokens hold copies of one clip: ties
     gallery = Image.open(ingested.root / "cb1" / "gallery.png")
     assert gallery.format == "PNG" and gallery.size[0] >= 96
 
@@ -84,6 +108,11 @@ def test_codebook_is_deterministic_illustrated_and_registered(ingested: Project)
     assert rt.store.exists(f"codebooks/{book.content_hash()}/config.json")
     # another worker loads it from the store by hash
     assert load_codebook(rt, book.content_hash()).content_hash() == book.content_hash()
+
+    # two tokens for 16 clips of 4 videos: a token's clips lie at clearly different distances from its centroid
+    coarse = Params(features=PARAMS.features, codebook=CodebookParams(levels=1, k=2, agreement_sample=50))
+    build_codebook(rt, manifest, coarse, ingested.root / "cb-coarse")
+    assert _check_token_pictures(rt, manifest, ingested.root / "cb-coarse") > 1.0  # the farthest clip would not pass
 
 
 def test_tokens_stage(ingested: Project) -> None:
@@ -95,7 +124,7 @@ def test_tokens_stage(ingested: Project) -> None:
         assert r.status == "done" and r.outcome["clips"] == v["clips"]
     doc = rt.store.get_json("videos/v1/tokens/tokens.json")
     feats = load_features(rt.store, manifest["videos"][1]["features"]["key"])
-    assert doc["tokens"] == book.label(feats.features.astype(np.float32)).tolist()
+    assert doc["tokens"] == descend(ingested.root / "cb", feats.features)[0].tolist()
     assert doc["start"][:2] == [0.0, 1.5] and doc["codebook"] == book.content_hash()
     assert run_tokens(rt, "v1", book).reason == "up to date"
     index = tokens_index(rt, manifest, book.content_hash())
