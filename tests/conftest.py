@@ -217,14 +217,23 @@ def prefect_api() -> Iterator[str]:
 
 @dataclass
 class Project:
-    """A project folder for end-to-end runs: data folder, params.yaml, and the settings pointing at them."""
+    """A project folder for end-to-end runs: data folder, params.yaml, and the settings pointing at them.
+
+    `production`: the database is a fresh PostgreSQL database (migrated as `videobert db upgrade` does) and the
+    store a new bucket on the S3-protocol server, set through the same VIDEOBERT_* variables a user sets.
+    """
 
     root: Path
     monkeypatch: pytest.MonkeyPatch
+    production: bool = False
 
     @property
     def data(self) -> Path:
         return self.root / "data"
+
+    @property
+    def database_url(self) -> str:
+        return os.environ.get("VIDEOBERT_DATABASE_URL") or f"sqlite:///{self.data / 'videobert.db'}"
 
     def write_params(self, text: str) -> Path:
         path = self.root / "params.yaml"
@@ -234,7 +243,11 @@ class Project:
     def runtime(self):  # noqa: ANN201
         from videobert.core.runtime import get_runtime
 
-        return get_runtime()
+        rt = get_runtime()
+        expected = ("postgresql", "bucket ") if self.production else ("sqlite", "local folder ")
+        assert rt.db.describe().startswith(expected[0]) and rt.store.describe().startswith(expected[1]), (
+            rt.db.describe(), rt.store.describe())
+        return rt
 
 
 @pytest.fixture
@@ -243,6 +256,47 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("VIDEOBERT_DATA_DIR", str(tmp_path / "data"))
     return Project(tmp_path, monkeypatch)
+
+
+def use_production_services(project: Project, cluster: PgCluster, s3: str) -> Project:
+    """Point `project` at a new PostgreSQL database, migrated, and a new bucket on the S3-protocol server."""
+    from videobert.core.runtime import reset_runtimes
+    from videobert.db.engine import Database
+
+    url = create_database(cluster)
+    database = Database(url)
+    database.upgrade()  # what `videobert db upgrade` does: a PostgreSQL database is never migrated implicitly
+    database.dispose()
+    for name, value in {
+        "VIDEOBERT_DATABASE_URL": url, "VIDEOBERT_STORE": "minio", "VIDEOBERT_MINIO_ENDPOINT": s3,
+        "VIDEOBERT_MINIO_BUCKET": new_bucket_name(), "VIDEOBERT_MINIO_ACCESS_KEY": "test-access",
+        "VIDEOBERT_MINIO_SECRET_KEY": "test-secret",
+    }.items():
+        project.monkeypatch.setenv(name, value)
+    reset_runtimes()
+    project.production = True
+    return project
+
+
+@pytest.fixture
+def prod_project(project: Project, pg_cluster: PgCluster, s3_endpoint: str) -> Iterator[Project]:
+    """An empty project on the production configuration: PostgreSQL and the S3-protocol server."""
+    from videobert.core.runtime import reset_runtimes
+
+    yield use_production_services(project, pg_cluster, s3_endpoint)
+    reset_runtimes()  # close its connection pools
+
+
+@pytest.fixture(params=["sqlite+folder", "postgres+s3"])
+def project_any(request: pytest.FixtureRequest, project: Project) -> Iterator[Project]:
+    """An empty project, once on the embedded configuration (SQLite and a local folder) and once on the
+    production one (PostgreSQL and the S3-protocol server)."""
+    from videobert.core.runtime import reset_runtimes
+
+    if request.param == "postgres+s3":
+        use_production_services(project, request.getfixturevalue("pg_cluster"), request.getfixturevalue("s3_endpoint"))
+    yield project
+    reset_runtimes()
 
 
 # --- report which real services ran -------------------------------------------------------------------------
@@ -255,9 +309,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         names = set(getattr(item, "fixturenames", ()))
-        if params.get("db_url") == "postgres" or names & {"pg_cluster", "pg_url"}:
+        production = params.get("project_any") == "postgres+s3" or "prod_project" in names
+        if params.get("db_url") == "postgres" or names & {"pg_cluster", "pg_url"} or production:
             item.add_marker(pytest.mark.postgres)
-        if params.get("store") == "s3" or "s3_endpoint" in names:
+        if params.get("store") == "s3" or "s3_endpoint" in names or production:
             item.add_marker(pytest.mark.s3)
 
 
@@ -266,6 +321,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         for marker in ("postgres", "s3"):
             if marker in report.keywords:
                 _OUTCOMES[marker][report.outcome] += 1
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove this run's folder (Prefect's home, DVC's site cache) once every fixture is torn down."""
+    shutil.rmtree(_RUN_DIR, ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001

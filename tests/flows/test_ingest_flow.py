@@ -34,7 +34,8 @@ def _videos(folder: Path) -> Path:
 BASELINE = "features:\n  extractor: baseline\n"
 
 
-def test_ingest_runs_skips_and_reruns_exactly_what_changed(project: Project) -> None:
+def test_ingest_runs_skips_and_reruns_exactly_what_changed(project_any: Project) -> None:
+    project = project_any  # SQLite + a local folder, and PostgreSQL + the S3-protocol server
     videos = _videos(project.root / "videos")
     params = project.write_params(BASELINE)
     s1 = ingest(request=IngestRequest(local_dir=str(videos)), params_file=str(params))
