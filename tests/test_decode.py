@@ -148,3 +148,25 @@ def test_truncated_file(tmp_path: Path) -> None:
     clips = list(iter_clips(cut, Sampling(), report))  # with a report: keep what decoded, say what was lost
     assert 1 <= len(clips) < 3 and report.error and "decoding failed after" in report.error
     assert report.output_frames == sum(c.real_frames for c in clips)
+
+
+@pytest.mark.parametrize("source_fps", [50, 60])
+def test_one_frame_shorter_than_an_output_frame_still_gives_one_clip(tmp_path: Path, source_fps: int) -> None:
+    # one frame shown for 1/60 s: the fps filter rounds the end of stream to output frame 0 and emits nothing
+    one = make_numbered_video(tmp_path / "one.mp4", source_fps, 1)
+    report = DecodeReport()
+    clips = list(iter_clips(one, Sampling(), report))
+    assert [(c.index, c.start, c.end, c.real_frames) for c in clips] == [(0, 0.0, 0.05, 1)]
+    assert {read_number(f) for f in clips[0].frames} == {0}
+    assert (report.source_frames, report.output_frames) == (1, 1)
+    assert list(iter_clips(one, Sampling(partial_clip="drop"))) == []
+
+
+def test_the_issue_s_one_frame_video(tmp_path: Path) -> None:
+    video = tmp_path / "x.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=duration=1:size=320x240:rate=60",
+                    "-frames:v", "1", "-pix_fmt", "yuv420p", str(video)], check=True, timeout=60)
+    clips = list(iter_clips(video, Sampling()))
+    assert len(clips) == 1 and clips[0].real_frames == 1 and clips[0].frames.std() > 20  # a real picture, padded
+    two = make_numbered_video(tmp_path / "two.mp4", 60, 2)  # 2 / 60 s rounds to one output frame already
+    assert [read_number(f) for _, f in iter_frames(two, Sampling())] == expected_source_frames([0, 1 / 60], 1)

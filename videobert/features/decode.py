@@ -2,9 +2,10 @@
 
 The graph resamples to the target rate first (FFmpeg's `fps` filter: each output instant k / fps takes the
 source frame shown at that instant, duplicating or dropping frames as needed; variable frame rate sources
-are handled by their timestamps), turns rotated phone videos upright, crops the centred square, scales it to
-`frame_size` and converts to RGB. Frames are grouped into non-overlapping clips of `frames_per_clip`; a last
-partial clip is padded by repeating its last frame, or dropped (`partial_clip`).
+are handled by their timestamps; a video shorter than half an output frame, for which the filter emits
+nothing, gives its last frame as output frame 0), turns rotated phone videos upright, crops the centred
+square, scales it to `frame_size` and converts to RGB. Frames are grouped into non-overlapping clips of
+`frames_per_clip`; a last partial clip is padded by repeating its last frame, or dropped (`partial_clip`).
 
 Only one clip (plus the decoder's own buffers) is held at a time: memory does not grow with the video.
 """
@@ -98,14 +99,14 @@ def iter_frames(
         size = sampling.frame_size
         out_index = 0
 
-        def build(first: av.VideoFrame) -> None:
+        def build(first: av.VideoFrame, resample: bool = True) -> None:
             nonlocal graph, src, sink
             rotation = int(round(getattr(first, "rotation", 0) or 0)) % 360
             if report is not None:
                 report.rotation = rotation
             graph = av.filter.Graph()
             src = graph.add_buffer(template=stream)
-            chain = [graph.add("fps", f"fps={sampling.fps}:round=near")]
+            chain = [graph.add("fps", f"fps={sampling.fps}:round=near")] if resample else []
             chain += [graph.add(name, args) if args else graph.add(name) for name, args in _transpose_filters(rotation)]
             chain += [
                 graph.add("crop", "w='min(iw,ih)':h='min(iw,ih)'"),  # centred square
@@ -131,6 +132,7 @@ def iter_frames(
                 out_index += 1
 
         decoded = 0
+        last = None
         try:
             for packet in container.demux(stream):
                 for frame in packet.decode():
@@ -138,6 +140,7 @@ def iter_frames(
                         build(frame)
                     graph.push(frame)  # type: ignore[union-attr]
                     decoded += 1
+                    last = frame
                     yield from drain()
         except av.error.FFmpegError as exc:
             if decoded == 0:
@@ -151,6 +154,15 @@ def iter_frames(
             raise CorruptVideoError(f"{Path(path).name}: the video stream holds no decodable frame")
         graph.push(None)
         yield from drain()
+        if out_index == 0 and last is not None:
+            # The fps filter ends the output at round(end of stream x fps): a video shorter than half an output
+            # frame (one frame at 50 fps or more) rounds to 0 frames. What shows at time 0 is its last frame
+            # (every frame it has falls in slot 0), so that frame is output frame 0, through the same graph
+            # minus the rate conversion.
+            build(last, resample=False)
+            graph.push(last)  # type: ignore[union-attr]
+            graph.push(None)  # type: ignore[union-attr]
+            yield from drain()
         if report is not None:
             report.source_frames, report.output_frames = decoded, out_index
 
