@@ -82,3 +82,16 @@ def test_database_password_is_masked_in_errors(monkeypatch: pytest.MonkeyPatch) 
         load_settings()
     assert "psycopg2" in str(err.value)
     assert "hunter2" not in str(err.value)
+
+
+@pytest.mark.parametrize("var", ["VIDEOBERT_DATA_DIR", "VIDEOBERT_STORE_DIR", "VIDEOBERT_TFHUB_CACHE_DIR"])
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_a_folder_setting_that_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, var: str, below: str) -> None:
+    (tmp_path / "afile").write_text("not a folder")
+    value = str(tmp_path / "afile" / below) if below else str(tmp_path / "afile")
+    monkeypatch.setenv(var, value)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert f"{var}={value!r}" in str(err.value) and f"{tmp_path / 'afile'} exists and is not a folder" in str(err.value)
+    monkeypatch.setenv(var, str(tmp_path / "not-yet" / "made"))  # a folder that does not exist yet is fine
+    load_settings()

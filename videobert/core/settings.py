@@ -77,6 +77,20 @@ class Settings(BaseSettings):
 
     # --- validation ------------------------------------------------------------------------------
 
+    @field_validator("data_dir", "store_dir", "tfhub_cache_dir")
+    @classmethod
+    def _check_folder(cls, value: Path | None) -> Path | None:
+        """A folder setting may name a folder that does not exist yet, not a file (or a path through one)."""
+        if value is None:
+            return None
+        path = value.expanduser().absolute()
+        for part in (path, *path.parents):
+            if part.exists() or part.is_symlink():
+                if not part.is_dir():
+                    raise ValueError(f"{part} exists and is not a folder")
+                break
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
@@ -217,7 +231,9 @@ def _format_validation_error(exc: ValidationError) -> str:
         msg = err.get("msg", "invalid").removeprefix("Value error, ")
         if name:
             variable = f"{ENV_PREFIX}{name.upper()}"
-            value = "***" if name in SECRET_FIELDS else mask_url_password(repr(err.get("input")))
+            given = err.get("input")
+            given = str(given) if isinstance(given, Path) else given  # the default, as it would be written
+            value = "***" if name in SECRET_FIELDS else mask_url_password(repr(given))
             parts.append(f"invalid setting {variable}={value}: {msg}")
         else:
             parts.append(f"invalid settings: {msg}")
