@@ -13,14 +13,21 @@ from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.futures import run_per_video
-from flows.summaries import CodebookSummary, CorpusSummary, DatasetSummary, ManifestSummary, TokensSummary
+from flows.summaries import (
+    MAX_LISTED,
+    CodebookSummary,
+    CorpusSummary,
+    DatasetSummary,
+    ManifestSummary,
+    TokensSummary,
+)
 from tasks.dataset import codebook_task, corpus_task, tokens_task
 from videobert.core.params import load_params
 from videobert.core.runtime import get_runtime
 from videobert.core.stages import StageOptions
 from videobert.dataset.codebook import load_codebook
 from videobert.dataset.corpus import read_index
-from videobert.dataset.files import write_json
+from videobert.dataset.files import DatasetError, write_json
 from videobert.dataset.manifest import build_manifest, build_sentences_index, read_manifest
 from videobert.dataset.tokens import TOKENS, tokens_index, tokens_todo
 
@@ -57,8 +64,14 @@ def codebook_flow(manifest: str = "dataset/manifest.json", out: str = "dataset/c
 
 @flow(name="tokens", task_runner=ThreadPoolTaskRunner(max_workers=TOKENS_TASK_THREADS))
 def tokens_flow(manifest: str = "dataset/manifest.json", codebook: str = "dataset/codebook",
-                out: str = "dataset/tokens.json", concurrency: int = 4, force: bool = False) -> TokensSummary:
-    """Label every manifest video with the codebook (one task run per video), then write the tokens index."""
+                out: str = "dataset/tokens.json", concurrency: int = 4, force: bool = False,
+                allow_missing: bool = False) -> TokensSummary:
+    """Label every manifest video with the codebook (one task run per video), then write the tokens index.
+
+    A manifest video left without tokens (its stage failed, now or before) is a DatasetError naming it, and the
+    index is not written, so that `dvc repro` never caches an index that lacks it; with `allow_missing` the
+    index is written without those videos (listed under `missing`).
+    """
     rt = get_runtime()
     m = read_manifest(Path(manifest))
     book = load_codebook(rt, codebook)
@@ -69,11 +82,25 @@ def tokens_flow(manifest: str = "dataset/manifest.json", codebook: str = "datase
                              lambda vid, _stage: tokens_task.submit(vid, codebook, force), {}, concurrency, "tokens")
     summary.add_outcomes(outcomes)
     index = tokens_index(rt, m, book.content_hash())
-    write_json(Path(out), index)
     summary.indexed, summary.missing = len(index["videos"]), index["missing"]
     get_run_logger().info("tokens: %s; %d videos indexed, %d missing", summary.results, summary.indexed,
                           len(summary.missing))
+    if summary.missing and not allow_missing:
+        raise DatasetError(f"{missing_tokens(summary)}; {out} not written: see `videobert "
+                           "status`, re-run what failed, or pass --allow-missing (allow_missing) for an index "
+                           "without them")
+    write_json(Path(out), index)
     return summary
+
+
+def missing_tokens(summary: TokensSummary) -> str:
+    """Which manifest videos have no tokens, and this run's errors."""
+    videos = summary.indexed + len(summary.missing)
+    names = ", ".join(summary.missing[:MAX_LISTED])
+    more = f" and {len(summary.missing) - MAX_LISTED} more" if len(summary.missing) > MAX_LISTED else ""
+    errors = ", ".join(f"{e.error_type} x{e.count}" for e in summary.top_errors)
+    return (f"no tokens with codebook {summary.codebook[:16]} for {len(summary.missing)} of {videos} manifest "
+            f"videos: {names}{more}" + (f" (this run: {errors})" if errors else ""))
 
 
 @flow(name="corpus")
@@ -103,12 +130,13 @@ def _publish_corpus(summary: CorpusSummary) -> None:
 
 @flow(name="dataset")
 def dataset_flow(folder: str = "dataset", params_file: str = "params.yaml", concurrency: int = 4,
-                 corpus: bool = True) -> DatasetSummary:
+                 corpus: bool = True, allow_missing: bool = False) -> DatasetSummary:
     """Manifest, codebook, tokens and corpus, one after the other (what `dvc repro` runs as four stages)."""
     base = Path(folder)
     manifest = manifest_flow(str(base / "manifest.json"), params_file, str(base / "sentences.json"))
     codebook = codebook_flow(str(base / "manifest.json"), str(base / "codebook"), params_file)
-    tokens = tokens_flow(str(base / "manifest.json"), str(base / "codebook"), str(base / "tokens.json"), concurrency)
+    tokens = tokens_flow(str(base / "manifest.json"), str(base / "codebook"), str(base / "tokens.json"), concurrency,
+                         allow_missing=allow_missing)
     built = None
     if corpus:
         built = corpus_flow(str(base / "manifest.json"), str(base / "sentences.json"), str(base / "tokens.json"),

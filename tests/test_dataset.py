@@ -15,6 +15,7 @@ from sqlalchemy import select
 from tests.conftest import Project
 from tests.helpers.hkmeans import descend
 from tests.helpers.media import make_video
+from videobert.core.errors import VideobertError
 from videobert.core.params import CodebookParams, FeaturesParams, Params
 from videobert.core.runtime import Runtime
 from videobert.core.stages import StageOptions
@@ -113,6 +114,23 @@ def test_codebook_is_deterministic_illustrated_and_registered(ingested: Project)
     coarse = Params(features=PARAMS.features, codebook=CodebookParams(levels=1, k=2, agreement_sample=50))
     build_codebook(rt, manifest, coarse, ingested.root / "cb-coarse")
     assert _check_token_pictures(rt, manifest, ingested.root / "cb-coarse") > 1.0  # the farthest clip would not pass
+
+
+def test_a_failed_codebook_leaves_no_empty_or_half_folder(ingested: Project) -> None:
+    rt = ingested.runtime()
+    manifest = build_manifest(rt, PARAMS)
+    dataset = ingested.root / "dataset"
+    build_codebook(rt, manifest, PARAMS, dataset / "codebook")
+    before = {f.name: f.read_bytes() for f in (dataset / "codebook").iterdir()}
+    for v in manifest["videos"]:  # the fit and the saved centroids succeed, then the token pictures cannot be read
+        rt.store.delete(v["frames"]["key"])
+    other = Params(features=PARAMS.features, codebook=CodebookParams(levels=2, k=2, agreement_sample=50))
+    with pytest.raises(VideobertError):
+        build_codebook(rt, manifest, other, dataset / "codebook")
+    assert {f.name: f.read_bytes() for f in (dataset / "codebook").iterdir()} == before  # the last good one, as it was
+    with pytest.raises(VideobertError):
+        build_codebook(rt, manifest, other, dataset / "fresh")
+    assert [f.name for f in dataset.iterdir()] == ["codebook"]  # no empty `fresh`, no temporary folder left
 
 
 def test_tokens_stage(ingested: Project) -> None:

@@ -18,10 +18,16 @@ def test_repository_params_file_holds_the_paper_defaults() -> None:
     assert p.download.max_duration_s == 15 * 60
 
 
-def test_missing_default_file_gives_defaults(tmp_path: Path) -> None:
-    assert load_params(tmp_path / "params.yaml") == Params()
-    with pytest.raises(SettingsError, match="does not exist"):
-        load_params(tmp_path / "custom.yaml")
+def test_only_the_default_file_here_may_be_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_params() == Params() and load_params("params.yaml") == Params() == load_params(Path("./params.yaml"))
+    assert load_params(None) == Params()
+    for named in (tmp_path / "custom.yaml", tmp_path / "nope" / "params.yaml", "/tmp/nope/params.yaml"):
+        with pytest.raises(SettingsError, match=f"params file {named} does not exist"):
+            load_params(named)
+    (tmp_path / "params.yaml").mkdir()  # there, but not a file
+    with pytest.raises(SettingsError, match="is not a file"):
+        load_params()
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,17 @@ def _settings():  # noqa: ANN202 - imported lazily so that `--help` stays fast
     return load_settings()
 
 
+def _params_file(params: Path) -> str:
+    """Check the params file before any flow starts (a wrong value or a named file that is missing: exit 2); say
+    so when `params.yaml` is not here and the paper's defaults are used."""
+    from videobert.core.params import load_params, uses_paper_defaults
+
+    load_params(params)
+    if uses_paper_defaults(params):
+        err_console.print(f"no {params} here: using the paper's defaults (videobert/core/params.py)")
+    return str(params)
+
+
 @app.command()
 def config() -> None:
     """Show the effective settings (secrets masked) and where data lives."""
@@ -145,6 +156,7 @@ def _run_ingest(request_fields: dict, params: Path, quiet: bool) -> IngestSummar
     from pydantic import ValidationError
 
     settings = _settings()
+    params_file = _params_file(params)
     configure_prefect(settings)
     from flows.ingest import IngestRequest, run_ingest
     from flows.progress import RichReporter, use_reporter
@@ -154,10 +166,10 @@ def _run_ingest(request_fields: dict, params: Path, quiet: bool) -> IngestSummar
     except ValidationError as exc:
         raise SettingsError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
     if quiet:
-        summary = run_ingest(request, str(params))
+        summary = run_ingest(request, params_file)
     else:
         with use_reporter(RichReporter(console)):
-            summary = run_ingest(request, str(params))
+            summary = run_ingest(request, params_file)
     print_stage_runs(console, summary, "ingest results")
     print_locations(console, settings)
     return summary
@@ -216,7 +228,7 @@ def dataset_manifest(
     _prefect_ready()
     from flows.dataset import manifest_flow
 
-    r = manifest_flow(str(out), str(params), str(sentences))
+    r = manifest_flow(str(out), _params_file(params), str(sentences))
     console.print(f"manifest {out}: {r.videos} videos, {r.clips} clips"
                   + (f"; {len(r.stale)} with stale features left out (re-run ingest)" if r.stale else ""))
     console.print(f"sentences {sentences}: {r.sentences} videos with sentences"
@@ -234,7 +246,7 @@ def dataset_codebook(
     _prefect_ready()
     from flows.dataset import codebook_flow
 
-    r = codebook_flow(str(manifest), str(out), str(params))
+    r = codebook_flow(str(manifest), str(out), _params_file(params))
     m = r.metrics
     table = Table("figure", "value", title=f"codebook {r.content_hash[:16]} ({m['vocab_size']} tokens)")
     for key in ("n_vectors", "videos", "leaf_inertia", "empty_leaf_share", "tree_flat_agreement",
@@ -251,17 +263,22 @@ def dataset_tokens(
     codebook: Annotated[str, typer.Option(help="Codebook folder, or content hash in the store.")] = "dataset/codebook",
     out: Annotated[Path, typer.Option(help="Tokens index to write.")] = Path("dataset/tokens.json"),
     concurrency: Annotated[int, typer.Option(help="Videos in flight.")] = 4,
+    allow_missing: Annotated[bool, typer.Option(help="Write the index without the videos that have no tokens "
+                                                     "(they are listed; exit code 0).")] = False,
 ) -> None:
-    """Label every manifest video's clips with the codebook."""
-    _prefect_ready()
-    from flows.dataset import tokens_flow
+    """Label every manifest video's clips with the codebook.
 
-    r = tokens_flow(str(manifest), codebook, str(out), concurrency)
+    Exit code 1, naming them, when some manifest videos are left without tokens (the index is then not written),
+    unless --allow-missing.
+    """
+    _prefect_ready()
+    from flows.dataset import missing_tokens, tokens_flow
+
+    r = tokens_flow(str(manifest), codebook, str(out), concurrency, allow_missing=allow_missing)
     print_stage_runs(console, r, "tokens results")
-    console.print(f"tokens {out}: {r.indexed} videos indexed"
-                  + (f"; missing: {r.missing[:10]}" if r.missing else ""))
+    console.print(f"tokens {out}: {r.indexed} videos indexed")
     if r.missing:
-        raise typer.Exit(1)
+        err_console.print(f"[yellow]left out (--allow-missing):[/] {missing_tokens(r)}")
 
 
 @dataset_app.command("corpus")
@@ -276,7 +293,7 @@ def dataset_corpus(
     _prefect_ready()
     from flows.dataset import corpus_flow
 
-    r = corpus_flow(str(manifest), str(sentences), str(tokens), str(out), str(params))
+    r = corpus_flow(str(manifest), str(sentences), str(tokens), str(out), _params_file(params))
     table = Table("split", "text_video", "text", "video", title=f"corpus {r.content_hash[:16]} "
                   f"(codebook {r.codebook[:16]}, {r.tokenizer})")
     for split, by_kind in r.stats["examples"].items():

@@ -165,12 +165,26 @@ class Params(_Section):
     ingest: IngestParams = IngestParams()
 
 
-def load_params(path: str | Path | None = "params.yaml") -> Params:
-    """Read `path` (missing file: the paper's defaults); SettingsError naming the bad key on a wrong value."""
-    if path is None or not Path(path).is_file():
-        if path is not None and Path(path).name != "params.yaml":
-            raise SettingsError(f"params file {path} does not exist")
+DEFAULT_PARAMS_FILE = Path("params.yaml")  # in the working folder; the only params file that may be absent
+
+
+def uses_paper_defaults(path: str | Path | None) -> bool:
+    """Whether `path` stands for the paper's defaults: None, or the default name here when there is no such file."""
+    return path is None or (Path(path) == DEFAULT_PARAMS_FILE and not Path(path).exists())
+
+
+def load_params(path: str | Path | None = DEFAULT_PARAMS_FILE) -> Params:
+    """Read `path`; SettingsError naming the bad key on a wrong value.
+
+    The paper's defaults when `path` is None or is `params.yaml` in the working folder and that does not
+    exist; any other file that was named and is missing (a mistyped path) is an error.
+    """
+    if path is None or uses_paper_defaults(path):
         return Params()
+    if not Path(path).exists():
+        raise SettingsError(f"params file {path} does not exist")
+    if not Path(path).is_file():
+        raise SettingsError(f"params file {path} is not a file")
     try:
         raw = yaml.safe_load(Path(path).read_text()) or {}
     except yaml.YAMLError as exc:

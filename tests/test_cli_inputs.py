@@ -1,0 +1,100 @@
+"""Bad inputs through the `videobert` command line (a real subprocess): exit codes and the one line that says why."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Project
+from tests.helpers.media import make_video
+from tests.test_cli import run_cli
+from videobert.core.params import CodebookParams, FeaturesParams, Params
+from videobert.core.storage import keys
+from videobert.dataset.codebook import build_codebook
+from videobert.dataset.files import write_json
+from videobert.dataset.manifest import build_manifest
+from videobert.db import repository as repo
+from videobert.features.stage import FEATURES, run_features
+from videobert.ingest.stages import run_download
+
+
+def test_a_data_folder_that_is_a_file(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    for args in (["status"], ["config"], ["dataset", "manifest"]):
+        r = run_cli(*args, cwd=tmp_path, env={"VIDEOBERT_DATA_DIR": str(afile)})
+        assert r.returncode == 2, (args, r.stderr)
+        assert f"VIDEOBERT_DATA_DIR='{afile}'" in r.stderr and "not a folder" in r.stderr
+        assert "Traceback" not in r.stderr + r.stdout and "FileExistsError" not in r.stderr
+
+
+def test_an_unknown_setting(tmp_path: Path) -> None:
+    r = run_cli("status", cwd=tmp_path, env={"VIDEOBERT_DATABSE_URL": "sqlite:///x.db"})
+    assert r.returncode == 2
+    assert "unknown setting VIDEOBERT_DATABSE_URL" in r.stderr and "VIDEOBERT_DATABASE_URL" in r.stderr
+
+
+@pytest.mark.parametrize("command", [["ingest", "--local", "videos"], ["dataset", "manifest"],
+                                     ["dataset", "codebook"], ["dataset", "corpus"]])
+def test_a_bad_params_yaml(tmp_path: Path, command: list[str]) -> None:
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "params.yaml").write_text("features:\n  fps: -20\n")
+    r = run_cli(*command, cwd=tmp_path, env={"VIDEOBERT_DATA_DIR": str(tmp_path / "data")})
+    assert r.returncode == 2, r.stderr
+    assert "configuration error" in r.stderr and "features.fps=-20" in r.stderr
+
+
+@pytest.mark.parametrize("command", [["ingest", "--local", "videos"], ["retry", "--error-type", "NetworkError"],
+                                     ["dataset", "manifest"], ["dataset", "codebook"], ["dataset", "corpus"]])
+def test_a_mistyped_params_file_is_an_error(tmp_path: Path, command: list[str]) -> None:
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "params.yaml").write_text("features:\n  extractor: baseline\n")  # not the one named
+    named = f"/tmp/nope-{uuid.uuid4().hex[:8]}/params.yaml"
+    r = run_cli(*command, "--params", named, cwd=tmp_path, env={"VIDEOBERT_DATA_DIR": str(tmp_path / "data")})
+    assert r.returncode == 2, r.stderr
+    assert f"params file {named} does not exist" in r.stderr
+
+
+def test_no_params_yaml_here_uses_the_paper_s_defaults_and_says_so(tmp_path: Path, prefect_api: str) -> None:
+    (tmp_path / "videos").mkdir()
+    env = {"VIDEOBERT_DATA_DIR": str(tmp_path / "data"), "PREFECT_API_URL": prefect_api}
+    r = run_cli("ingest", "--local", "videos", "--quiet", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "no params.yaml here: using the paper's defaults" in r.stderr
+    (tmp_path / "params.yaml").write_text("features:\n  extractor: baseline\n")
+    r = run_cli("ingest", "--local", "videos", "--quiet", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "paper's defaults" not in r.stderr
+
+
+SMALL = Params(features=FeaturesParams(extractor="baseline"), codebook=CodebookParams(levels=1, k=2, agreement_sample=20))
+
+
+def test_tokens_with_a_failed_video_exits_non_zero(project: Project, prefect_api: str) -> None:
+    rt = project.runtime()
+    for i, pattern in enumerate(["testsrc2", "mandelbrot", "rgbtestsrc"]):
+        src = make_video(project.root / f"v{i}.mp4", seconds=2, pattern=pattern)
+        repo.register_videos(rt.db, [repo.NewVideo(f"v{i}", "local", str(src))])
+        assert run_download(rt, f"v{i}", SMALL).status == "done"
+        assert run_features(rt, f"v{i}", SMALL).status == "done"
+    manifest = build_manifest(rt, SMALL)
+    write_json(project.root / "dataset" / "manifest.json", manifest)
+    build_codebook(rt, manifest, SMALL, project.root / "dataset" / "codebook")
+    rt.store.delete(keys.video_artifact("v1", FEATURES.name, "features.npz"))  # v1's tokens will fail
+    env = {"VIDEOBERT_DATA_DIR": str(project.data), "PREFECT_API_URL": prefect_api}
+    index = project.root / "dataset" / "tokens.json"
+
+    for _ in range(2):  # failing in this run, then failed before (skipped): the same answer
+        r = run_cli("dataset", "tokens", cwd=project.root, env=env)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "1 of 3 manifest videos: v1" in r.stderr and "--allow-missing" in r.stderr
+        assert not index.exists()  # no partial index for `dvc repro` to cache
+
+    r = run_cli("dataset", "tokens", "--allow-missing", cwd=project.root, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "v1" in r.stderr  # still said
+    doc = json.loads(index.read_text())
+    assert sorted(doc["videos"]) == ["v0", "v2"] and doc["missing"] == ["v1"]
