@@ -107,3 +107,23 @@ def test_transient_errors_are_retried_and_permanent_ones_are_not(project: Projec
     by_url = {repo.get_video(rt.db, vid).url.rsplit("/", 1)[1]: v for vid, v in views.items()}
     assert by_url["flaky.mp4"].status == "done" and by_url["flaky.mp4"].attempts == 3  # two transient failures
     assert by_url["gone.mp4"].error_type == "VideoUnavailableError" and by_url["gone.mp4"].attempts == 1
+
+
+def test_a_tf_hub_model_that_cannot_be_had_stops_the_flow_before_any_task(project: Project) -> None:
+    from videobert.core.errors import SettingsError
+    from videobert.features.extractors import tfhub_cache_path
+
+    missing = project.root / "no-such-s3d"
+    project.monkeypatch.setenv("VIDEOBERT_S3D_HANDLE", str(missing))
+    project.monkeypatch.setenv("VIDEOBERT_TFHUB_CACHE_DIR", str(project.root / "tfhub"))
+    make_video(project.root / "videos" / "alpha.mp4", seconds=1)
+    params = project.write_params("features:\n  extractor: s3d\n")
+    state = ingest(request=IngestRequest(local_dir=str(project.root / "videos")), params_file=str(params),
+                   return_state=True)
+    assert state.is_failed()
+    with pytest.raises(SettingsError) as err:
+        state.result()
+    # the handle and the cache folder to pre-fill are named
+    assert str(missing) in str(err.value) and str(tfhub_cache_path(str(missing), str(project.root / "tfhub"))) in str(err.value)
+    assert task_run_names(str(state.state_details.flow_run_id), 0, settle_s=1.0) == []  # no task at all, not one per video
+    assert repo.stage_views(project.runtime().db, ["download", "transcript", "punctuate", "features"]) == {}
