@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import Project
 from tests.helpers.httpserver import LocalHTTPServer, Route
 from tests.helpers.media import make_video
-from videobert.core.params import DownloadParams
+from videobert.core.params import DownloadParams, Params
+from videobert.db import repository as repo
 from videobert.features.media import CorruptVideoError, NotAVideoError, TooLongError, probe
 from videobert.ingest.download import (
     GeoBlockedError,
@@ -20,8 +23,11 @@ from videobert.ingest.download import (
     classify_ytdlp_error,
     download,
 )
+from videobert.ingest.stages import run_download
 
 PARAMS = DownloadParams(http_retries=1, socket_timeout_s=10)
+# an HLS media playlist without #EXT-X-ENDLIST: a live stream (segments keep coming)
+LIVE_PLAYLIST = b"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:2.0,\nseg0.ts\n"
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +43,9 @@ def server(video_bytes: bytes) -> Iterator[LocalHTTPServer]:
     srv.routes["/videos/busy.mp4"] = Route(b"try later", 503, "text/plain")
     srv.routes["/videos/slowdown.mp4"] = Route(b"slow down", 429, "text/plain")
     srv.routes["/videos/notes.mp4"] = Route(b"this is not a video at all", 200, "video/mp4")
+    srv.routes["/videos/forbidden.mp4"] = Route(b"forbidden", 403, "text/plain")
+    srv.routes["/videos/withdrawn.mp4"] = Route(b"gone", 410, "text/plain")
+    srv.routes["/live/stream.m3u8"] = Route(LIVE_PLAYLIST, 200, "application/vnd.apple.mpegurl")
     srv.routes["/blog.html"] = Route(b"<html><head><title>blog</title></head><body>no video</body></html>", 200, "text/html")
     srv.add_video_page("/watch/short.html", "/videos/pancakes.mp4", "Fluffy pancakes", 2)
     srv.add_video_page("/watch/long.html", "/videos/pancakes.mp4", "A very long stream", 20 * 60)
@@ -73,6 +82,35 @@ def test_404_is_permanent_with_ytdlp_text(server: LocalHTTPServer, tmp_path: Pat
     with pytest.raises(VideoUnavailableError) as err:
         download(server.url("/videos/gone.mp4"), tmp_path, PARAMS)
     assert "HTTP Error 404" in str(err.value) and not err.value.retryable
+
+
+def test_410_is_permanent_and_403_transient(server: LocalHTTPServer, tmp_path: Path) -> None:
+    with pytest.raises(VideoUnavailableError) as gone:
+        download(server.url("/videos/withdrawn.mp4"), tmp_path, PARAMS)
+    assert "HTTP Error 410" in str(gone.value) and not gone.value.retryable
+    with pytest.raises(NetworkError) as forbidden:  # often an expired signed URL or a transient block: retried
+        download(server.url("/videos/forbidden.mp4"), tmp_path, PARAMS)
+    assert "HTTP Error 403" in str(forbidden.value) and forbidden.value.retryable
+
+
+def test_live_stream_is_not_a_video(server: LocalHTTPServer, tmp_path: Path) -> None:
+    with pytest.raises(NotAVideoError, match="live stream") as err:
+        download(server.url("/live/stream.m3u8"), tmp_path, PARAMS)
+    assert not err.value.retryable
+    assert ("GET", "/live/seg0.ts") not in server.requests and list(tmp_path.iterdir()) == []  # nothing fetched
+
+
+def test_audio_only_file_stops_at_the_download_stage(server: LocalHTTPServer, project: Project) -> None:
+    tone = project.root / "tone.m4a"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=440", "-t", "1", str(tone)],
+                   check=True, timeout=60)
+    server.routes["/audio/tone.m4a"] = Route(tone.read_bytes(), 200, "audio/mp4")
+    rt = project.runtime()
+    url = server.url("/audio/tone.m4a")
+    repo.register_videos(rt.db, [repo.NewVideo("tone", "url", url, url=url)])
+    r = run_download(rt, "tone", Params(download=PARAMS))
+    assert (r.status, r.reason, r.retryable) == ("failed", "NotAVideoError", False)
+    assert "no video stream" in r.message and rt.store.list("videos/tone/") == []
 
 
 def test_truncated_response_is_transient(server: LocalHTTPServer, tmp_path: Path) -> None:
