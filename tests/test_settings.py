@@ -13,10 +13,8 @@ def _clean_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_embedded_defaults(tmp_path: Path) -> None:
     s = load_settings()
-    assert s.store == "local"
     assert s.resolved_database_url == f"sqlite:///{tmp_path / 'data' / 'videobert.db'}"
     assert s.resolved_store_dir == tmp_path / "data" / "artifacts"
-    assert s.prefect_api_url is None
 
 
 def test_environment_and_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

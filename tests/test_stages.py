@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import free_port
-from videobert.core.errors import PermanentStageError, StoreUnavailableError, TransientStageError
+from tests.conftest import free_port, new_bucket_name
+from videobert.core.errors import PermanentStageError, TransientStageError
 from videobert.core.fingerprint import stage_fingerprint
 from videobert.core.stages import StageOptions, StageOutput, StageSpec, execute_stage
 from videobert.core.storage import ArtifactStore, MinioStore, ObjectInfo, keys
@@ -86,14 +86,36 @@ def test_artifact_that_does_not_verify_is_not_marked_done(db: Database, store: A
     assert repo.stage_views(db, [SPEC.name])[(video, SPEC.name)].status == "failed"
 
 
-def test_store_that_goes_away_mid_run(db: Database, video: str) -> None:
-    gone = MinioStore(f"127.0.0.1:{free_port()}", "videobert", "k", "s", retries=0, connect_timeout_s=1)
-    body, _ = _writer(gone, b"data")
-    r = execute_stage(db, gone, video, SPEC, "fp", body, LEASE)
-    assert (r.status, r.reason, r.retryable) == ("failed", "StoreUnavailableError", True)
+def test_store_that_goes_away_mid_stage(db: Database, video: str) -> None:
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)  # this test's own S3 server
+    server.start()
+    s3 = MinioStore(f"127.0.0.1:{port}", new_bucket_name(), "k", "s", retries=0, connect_timeout_s=1)
+    s3.check()
+    written: list[ObjectInfo] = []
+
+    def body(claim: repo.Claim) -> StageOutput:
+        written.append(s3.put_bytes(keys.video_artifact(video, SPEC.name, "first.bin"), b"first"))
+        server.stop()  # the store goes away between two writes of the stage
+        second = s3.put_bytes(keys.video_artifact(video, SPEC.name, "second.bin"), b"second")
+        return StageOutput({"first": written[0], "second": second})
+
+    r = execute_stage(db, s3, video, SPEC, "fp", body, LEASE)
+    assert written and (r.status, r.reason, r.retryable) == ("failed", "StoreUnavailableError", True)
     assert "cannot reach" in r.message
-    assert repo.stage_views(db, [SPEC.name])[(video, SPEC.name)].status == "failed"
-    assert StoreUnavailableError.retryable
+    view = repo.stage_views(db, [SPEC.name])[(video, SPEC.name)]
+    assert (view.status, view.retryable, view.artifacts) == ("failed", True, {})  # not done, no artifacts recorded
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)  # the store is back
+    server.start()
+    try:
+        s3.check()
+        again, _ = _writer(s3, b"data")
+        assert execute_stage(db, s3, video, SPEC, "fp", again, LEASE).status == "done"  # a plain re-run retries it
+    finally:
+        server.stop()
 
 
 def test_fingerprint_covers_inputs_params_and_code() -> None:

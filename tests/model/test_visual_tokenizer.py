@@ -35,11 +35,6 @@ def test_fit_is_deterministic_and_seeded() -> None:
     assert c.content_hash() != a.content_hash()
 
 
-def test_paper_shape_by_default() -> None:
-    cfg = HKMeansConfig()
-    assert (cfg.levels, cfg.k, cfg.vocab_size) == (4, 12, 20_736)
-
-
 def test_empty_and_tiny_nodes_still_give_k_children() -> None:
     # 7 distinct points, 3 levels of k = 4: level-2 nodes hold 0 to a few points, level 3 mostly nothing
     x = np.arange(7 * 6, dtype=np.float32).reshape(7, 6) ** 1.5
