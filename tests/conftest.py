@@ -215,6 +215,16 @@ def prefect_api() -> Iterator[str]:
         yield str(PREFECT_API_URL.value())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_local_prefect_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A CLI run without PREFECT_API_URL starts its data folder's shared local Prefect server, which outlives it by
+    design: stop every one whose home is in this session's folders when the session ends."""
+    yield
+    from tests.helpers.prefect_servers import stop_prefect_servers
+
+    stop_prefect_servers([_RUN_DIR, tmp_path_factory.getbasetemp()])
+
+
 @dataclass
 class Project:
     """A project folder for end-to-end runs: data folder, params.yaml, and the settings pointing at them.

@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from videobert.core.errors import SettingsError, VideobertError
+from videobert_cli import interrupt, noise
+from videobert_cli.interrupt import CountingReporter
 from videobert_cli.prefect_config import configure_prefect
 from videobert_cli.printing import print_locations, print_stage_runs
 
@@ -18,6 +20,9 @@ if TYPE_CHECKING:
     from flows.summaries import IngestSummary
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="VideoBERT pipeline.")
+server_app = typer.Typer(no_args_is_help=True, help="The local Prefect server that this data folder's runs share "
+                         "(used when no VIDEOBERT_PREFECT_API_URL is set).")
+app.add_typer(server_app, name="prefect-server")
 db_app = typer.Typer(no_args_is_help=True, help="Tracking database.")
 app.add_typer(db_app, name="db")
 dataset_app = typer.Typer(no_args_is_help=True, help="Dataset stages (what dvc repro runs): manifest, codebook, tokens, corpus; the DVC remote.")
@@ -25,6 +30,14 @@ app.add_typer(dataset_app, name="dataset")
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show Prefect's own error log and the traceback of an "
+                                                        "error (otherwise one line says what went wrong).")] = False,
+) -> None:
+    noise.DEBUG = debug
 
 
 def _settings():  # noqa: ANN202 - imported lazily so that `--help` stays fast
@@ -155,20 +168,26 @@ def verify(
 def _run_ingest(request_fields: dict, params: Path, quiet: bool) -> IngestSummary:
     from pydantic import ValidationError
 
+    from flows.ingest_plan import IngestRequest, plan_request
+    from videobert.core.runtime import get_runtime
+
     settings = _settings()
     params_file = _params_file(params)
-    configure_prefect(settings)
-    from flows.ingest import IngestRequest, run_ingest
-    from flows.progress import RichReporter, use_reporter
-
     try:
         request = IngestRequest(**{k: v for k, v in request_fields.items() if v not in (None, [])})
     except ValidationError as exc:
         raise SettingsError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
-    if quiet:
-        summary = run_ingest(request, params_file)
+    # The plan first, without Prefect (nothing is registered yet): when nothing is left to run, no flow run starts.
+    planned = plan_request(get_runtime(settings), request, params_file, register=False)
+    if planned.nothing_to_run:
+        summary = planned.summary
+        console.print("nothing to run: every stage is up to date or skipped (no Prefect flow run started)")
     else:
-        with use_reporter(RichReporter(console)):
+        _prefect_ready()
+        from flows.ingest import run_ingest
+        from flows.progress import RichReporter, use_reporter
+
+        with use_reporter(CountingReporter(None if quiet else RichReporter(console))):
             summary = run_ingest(request, params_file)
     print_stage_runs(console, summary, "ingest results")
     print_locations(console, settings)
@@ -215,7 +234,8 @@ def retry(
 
 
 def _prefect_ready() -> None:
-    configure_prefect(_settings())
+    """Prefect's settings, and its API: the configured one, or this data folder's shared local server."""
+    configure_prefect(_settings(), say=err_console.print)
 
 
 @dataset_app.command("manifest")
@@ -225,10 +245,11 @@ def dataset_manifest(
     sentences: Annotated[Path, typer.Option(help="Sentences index to write.")] = Path("dataset/sentences.json"),
 ) -> None:
     """Write the manifest of videos whose features are done with the current parameters, and their sentences."""
+    params_file = _params_file(params)  # checked before Prefect starts
     _prefect_ready()
     from flows.dataset import manifest_flow
 
-    r = manifest_flow(str(out), _params_file(params), str(sentences))
+    r = manifest_flow(str(out), params_file, str(sentences))
     console.print(f"manifest {out}: {r.videos} videos, {r.clips} clips"
                   + (f"; {len(r.stale)} with stale features left out (re-run ingest)" if r.stale else ""))
     console.print(f"sentences {sentences}: {r.sentences} videos with sentences"
@@ -243,10 +264,11 @@ def dataset_codebook(
     params: Annotated[Path, typer.Option(help="Parameters file.")] = Path("params.yaml"),
 ) -> None:
     """Fit the hierarchical k-means codebook, its token pictures and gallery; print its quality figures."""
+    params_file = _params_file(params)  # checked before Prefect starts
     _prefect_ready()
     from flows.dataset import codebook_flow
 
-    r = codebook_flow(str(manifest), str(out), _params_file(params))
+    r = codebook_flow(str(manifest), str(out), params_file)
     m = r.metrics
     table = Table("figure", "value", title=f"codebook {r.content_hash[:16]} ({m['vocab_size']} tokens)")
     for key in ("n_vectors", "videos", "leaf_inertia", "empty_leaf_share", "tree_flat_agreement",
@@ -290,10 +312,11 @@ def dataset_corpus(
     params: Annotated[Path, typer.Option(help="Parameters file.")] = Path("params.yaml"),
 ) -> None:
     """Build the training corpus: Parquet shards of text-video, text-only and video-only examples, corpus.json."""
+    params_file = _params_file(params)  # checked before Prefect starts
     _prefect_ready()
     from flows.dataset import corpus_flow
 
-    r = corpus_flow(str(manifest), str(sentences), str(tokens), str(out), _params_file(params))
+    r = corpus_flow(str(manifest), str(sentences), str(tokens), str(out), params_file)
     table = Table("split", "text_video", "text", "video", title=f"corpus {r.content_hash[:16]} "
                   f"(codebook {r.codebook[:16]}, {r.tokenizer})")
     for split, by_kind in r.stats["examples"].items():
@@ -320,10 +343,60 @@ def serve(
     limit: Annotated[int | None, typer.Option(help="Most runs of one flow at once (default: no limit).")] = None,
 ) -> None:
     """Register every flow as a deployment on the Prefect server and run what users start from the UI."""
+    from videobert_cli.interrupt import restore_defaults
+
+    restore_defaults()  # Ctrl-C stops the runner the way Prefect does it
     _prefect_ready()
     from flows.deployments import serve_all
 
     serve_all(limit)
+
+
+def _local_server_home() -> Path:
+    from videobert_cli.prefect_config import prefect_home
+
+    return prefect_home(_settings())
+
+
+@server_app.command("status")
+def prefect_server_status() -> None:
+    """Whether this data folder's local Prefect server runs: its pid, its API address, the runs using it."""
+    from videobert_cli.local_server import LOG, live_clients, running_server
+
+    home = _local_server_home()
+    rec = running_server(home)
+    if rec is None:
+        console.print(f"no local Prefect server runs for {home}")
+        return
+    console.print(f"local Prefect server: pid {rec.pid}, {rec.api_url}, log {home / LOG}; used by "
+                  f"{len(live_clients(home))} runs now; stops after {rec.idle_stop_s // 60} idle minutes")
+
+
+@server_app.command("start")
+def prefect_server_start() -> None:
+    """Start this data folder's local Prefect server now (runs start it when they need it, and reuse it)."""
+    settings = _settings()
+    if settings.prefect_api_url:
+        console.print(f"VIDEOBERT_PREFECT_API_URL is set: runs use {settings.prefect_api_url}, not a local server")
+        return
+    configure_prefect(settings, say=console.print)
+    prefect_server_status()
+
+
+@server_app.command("stop")
+def prefect_server_stop(
+    force: Annotated[bool, typer.Option(help="Stop it even while runs use it (they fail).")] = False,
+) -> None:
+    """Stop this data folder's local Prefect server (the next run that needs it starts it again)."""
+    from videobert_cli.local_server import live_clients, stop_server
+
+    home = _local_server_home()
+    users = live_clients(home)
+    if users and not force:
+        raise VideobertError(f"the local Prefect server is used by {len(users)} running commands "
+                             f"({', '.join(users)}): stop them first, or use --force")
+    rec = stop_server(home)
+    console.print(f"stopped the local Prefect server (pid {rec.pid})" if rec else f"no local Prefect server runs for {home}")
 
 
 @app.command()
@@ -335,14 +408,19 @@ def demo() -> None:
 
 
 def main() -> None:
-    """Entry point: run the app, turning the project's errors into one clear line and an exit code."""
+    """Entry point: run the app, turning the project's errors into one clear line and an exit code (Ctrl-C: 130,
+    SIGTERM: 143, with what had finished: `videobert_cli.interrupt`)."""
+    from flows.progress import use_reporter
+
+    interrupt.install(err_console)
     try:
-        app(standalone_mode=False)
+        with use_reporter(CountingReporter()):  # counts finished stage runs for the line an interruption prints
+            code = app(standalone_mode=False)
     except SettingsError as exc:
-        err_console.print(f"[bold red]configuration error:[/] {exc}")
+        _error(f"[bold red]configuration error:[/] {exc}")
         sys.exit(2)
     except VideobertError as exc:
-        err_console.print(f"[bold red]error ({type(exc).__name__}):[/] {exc}")
+        _error(f"[bold red]error ({type(exc).__name__}):[/] {exc}")
         sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -356,6 +434,17 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    if isinstance(code, int) and code:  # with standalone_mode=False, click returns typer.Exit's code
+        sys.exit(code)
+
+
+def _error(line: str) -> None:
+    """Our one line for an expected failure; with --debug, the traceback first."""
+    if noise.DEBUG:
+        err_console.print_exception()
+    elif noise.hidden():
+        line += " [dim](--debug shows Prefect's log and the traceback)[/]"
+    err_console.print(line)
 
 
 if __name__ == "__main__":

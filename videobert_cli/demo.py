@@ -32,7 +32,7 @@ def run_demo(console: Console) -> None:
     """Run the demo and print where its database and artifacts are."""
     _default_bert_model(console)
     settings = load_settings()
-    configure_prefect(settings)
+    configure_prefect(settings, say=console.print)
     from flows.ingest import IngestRequest, run_ingest
     from flows.progress import RichReporter, use_reporter
     from videobert.core.runtime import get_runtime
