@@ -212,7 +212,7 @@ def test_caption_and_subtitle_files_are_the_transcript_s(project: Project, youtu
     moved = replace(youtube_world, params=_with(youtube_world.params, "transcript", howto100m_captions=str(copy)))
     assert changed(base, fingerprints(moved)) == set()
     copy.write_text(copy.read_text().replace("hello", "hello there"))
-    assert changed(base, Fingerprints(project)(moved)) == {"transcript"}  # a new process: see the xfail below
+    assert changed(base, Fingerprints(project)(moved)) == {"transcript"}
     # the subtitle file beside a local video
     base = fingerprints(local_world)
     Path(local_world.video.source_id).with_suffix(".en.vtt").write_text("WEBVTT\n\n00:00.000 --> 00:02.000\nhi\n")
@@ -259,10 +259,6 @@ def test_the_video_and_the_extractor_weights_are_features_s(project: Project, lo
 
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (issue 8 report): Runtime.howto100m caches the caption file by path "
-                   "for the life of the process, so a process that runs the flows more than once (called in-process, "
-                   "as from a notebook; `videobert serve` runs each flow run in a new process) keeps a replaced "
-                   "file's old identity (its transcripts stay 'up to date') and reads it through its old index")
 def test_a_caption_file_replaced_under_a_running_worker_changes_the_transcript_s(project: Project,
                                                                                   youtube_world: World) -> None:
     fingerprints = Fingerprints(project)  # one Runtime, as in one process

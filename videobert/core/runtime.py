@@ -7,6 +7,7 @@ share connection pools and loaded models instead of opening their own.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -94,10 +95,19 @@ class Runtime:
         return self._once(key, lambda: make_extractor(params, s))
 
     def howto100m(self, path: str) -> HowTo100MCaptions:
-        """The HowTo100M caption file at `path`, with its index."""
+        """The HowTo100M caption file at `path`, with its index.
+
+        Cached per process by path *and* the file's size and modification time, so a file replaced under a
+        process that runs flows more than once (a notebook, a test) is read afresh with its new identity.
+        """
         from videobert.ingest.howto100m import HowTo100MCaptions
 
-        return self._once(("howto100m", path), lambda: HowTo100MCaptions(path, self.cache_dir()))
+        try:
+            stat = os.stat(path)
+            identity: tuple[Any, ...] = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        except OSError:
+            identity = ()  # HowTo100MCaptions raises the clear error
+        return self._once(("howto100m", path, *identity), lambda: HowTo100MCaptions(path, self.cache_dir()))
 
     def _once(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
         """The object cached under `key`, made by `make` the first time (one thread makes it)."""
