@@ -1,5 +1,10 @@
-"""VideoBERT model side (numpy, faiss, scikit-learn today; torch + transformers for the model to come).
+"""VideoBERT model side: numpy, faiss and scikit-learn for the codebook, torch + transformers for the model.
 
-Today: the visual tokenizer (`visual_tokenizer.py`: hierarchical k-means codebook, labeling, save/load).
+* `visual_tokenizer.py`: hierarchical k-means codebook, labeling, save/load.
+* `corpus.py`: training examples from tokens and timed sentences.
+* `configuration_videobert.py`, `modeling_videobert.py`: `VideoBertConfig`, `VideoBertForPreTraining` (the
+  layout of a transformers model; checkpoints carry these two files for `trust_remote_code=True`).
+* `collator.py`: batches with BERT's masking of text and video.
+
 Imports nothing from the pipeline packages (`videobert`, `tasks`, `flows`, `videobert_cli`).
 """
