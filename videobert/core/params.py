@@ -147,6 +147,49 @@ class CorpusParams(_Section):
     seed: int = Field(0, description="seed of every random choice (examples are deterministic)")
 
 
+class ModelParams(_Section):
+    """The VideoBERT model: a pretrained BERT (VIDEOBERT_BERT_MODEL; the paper: BERT-large) extended with the
+    visual vocabulary; see videobert_model.modeling_videobert."""
+
+    layers: int | None = Field(None, ge=1, description="keep the pretrained BERT's first N layers (None: all of them)")
+    visual_init: Literal["random", "centroids"] = Field(
+        "random", description="visual embeddings: random, or the codebook's centroids through a fixed random projection")
+    visual_init_seed: int = Field(0, description="seed of that projection")
+    text_loss_weight: float = Field(1.0, ge=0, description="weight of the masked-text loss (paper: the losses summed)")
+    visual_loss_weight: float = Field(1.0, ge=0, description="weight of the masked-video loss")
+    alignment_loss_weight: float = Field(1.0, ge=0, description="weight of the text-video alignment loss")
+    text_mask_probability: float = Field(0.15, ge=0, le=1, description="share of WordPieces masked (BERT: 15 %)")
+    visual_mask_probability: float = Field(0.15, ge=0, le=1, description="share of visual tokens masked")
+    mask_share: float = Field(0.8, ge=0, le=1, description="of the masked: replaced by [MASK] (BERT: 80 %)")
+    random_share: float = Field(0.1, ge=0, le=1, description="of the masked: a random token of the same modality (10 %)")
+    max_length: int = Field(512, ge=8, description="positions per example after truncation (BERT: 512)")
+
+
+class TrainParams(_Section):
+    """Pre-training (the paper: Adam, lr 1e-5, linear decay, total batch 128, 500k steps)."""
+
+    NOT_FINGERPRINTED = frozenset({"logging_steps", "save_total_limit", "dataloader_workers", "nproc_per_node",
+                                   "eval_batch_size"})
+
+    learning_rate: float = Field(1e-5, gt=0, description="AdamW peak learning rate (paper: 1e-5)")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (BERT's)")
+    warmup_steps: int = Field(10_000, ge=0, description="linear warm-up steps (BERT's 10k; then linear decay to 0)")
+    max_steps: int = Field(500_000, ge=1, description="optimizer steps (paper: 500k)")
+    batch_size: int = Field(128, ge=1, description="total examples per optimizer step (paper: 128)")
+    per_device_batch_size: int = Field(32, ge=1, description="examples per device per forward pass; the rest is "
+                                       "gradient accumulation (batch_size / (devices x this))")
+    eval_batch_size: int = Field(64, ge=1, description="examples per device per validation pass")
+    eval_steps: int = Field(5_000, ge=1, description="validate every N steps")
+    save_steps: int = Field(5_000, ge=1, description="checkpoint every N steps (to the store and the database)")
+    save_total_limit: int = Field(3, ge=1, description="local checkpoints kept (all stay in the store)")
+    logging_steps: int = Field(100, ge=1, description="log training losses every N steps")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on GPUs that have it, fp32 elsewhere (CPU)")
+    nproc_per_node: int = Field(1, ge=1, description="processes (GPUs) per machine; above 1 the flow runs torchrun")
+    dataloader_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    seed: int = Field(0, description="seed of initialisation, data order and masking")
+
+
 class IngestParams(_Section):
     """Per-run knobs of the ingest flow."""
 
@@ -162,6 +205,8 @@ class Params(_Section):
     features: FeaturesParams = FeaturesParams()
     codebook: CodebookParams = CodebookParams()
     corpus: CorpusParams = CorpusParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
     ingest: IngestParams = IngestParams()
 
 
