@@ -156,10 +156,18 @@ class TrainingRun(Base):
     corpus_version_id: Mapped[int | None] = mapped_column(ForeignKey("corpus_versions.id"))
     status: Mapped[str] = mapped_column(String(16), default=StageStatus.PENDING)
     params: Mapped[Json]
-    checkpoint_key: Mapped[str | None] = mapped_column(String(1024))
+    checkpoint_key: Mapped[str | None] = mapped_column(String(1024))  # the latest checkpoint's store prefix
     error_message: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[Timestamp]
     finished_at: Mapped[MaybeTimestamp]
+    # sha256 of (corpus hash, model and train params, pretrained BERT identity): a re-run with the same key resumes
+    run_key: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    corpus_hash: Mapped[str | None] = mapped_column(String(64))
+    codebook_hash: Mapped[str | None] = mapped_column(String(64))
+    final_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the final validation figures
+    checkpoints: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)  # [{step, prefix, sha256}], in order
+    claimed_by: Mapped[str | None] = mapped_column(String(255))  # host:pid:start of the process training it
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
 
     metrics: Mapped[list[TrainingMetric]] = relationship(back_populates="run", cascade="all, delete-orphan")
 

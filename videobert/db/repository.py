@@ -16,12 +16,21 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from videobert.core.errors import ClaimLostError, UnknownVideoError
+from videobert.core.errors import ClaimLostError, SettingsError, UnknownVideoError
 from videobert.core.ids import validate_name, validate_video_id
 from videobert.core.processes import owner_id, owner_is_dead
 from videobert.core.storage import ObjectInfo
 from videobert.db.engine import Database
-from videobert.db.models import Codebook, CorpusVersion, StageRun, StageStatus, Video, utcnow
+from videobert.db.models import (
+    Codebook,
+    CorpusVersion,
+    StageRun,
+    StageStatus,
+    TrainingMetric,
+    TrainingRun,
+    Video,
+    utcnow,
+)
 
 MAX_ERROR_MESSAGE_CHARS = 4000  # keep the head of very long tracebacks/messages
 IN_LIST_CHUNK = 1000  # ids per `IN (...)` list and per multi-row insert (well below every driver's limits)
@@ -509,3 +518,126 @@ def register_corpus(db: Database, content_hash: str, *, codebook_hash: str, para
                                 store_prefix=store_prefix))
         else:
             row.stats = stats
+
+
+def corpus_versions(db: Database) -> list[dict[str, Any]]:
+    """Every registered corpus, newest first: {content_hash, codebook_hash, stats, store_prefix, created_at}."""
+    with db.session() as s:
+        rows = s.execute(
+            select(CorpusVersion, Codebook.content_hash)
+            .join(Codebook, CorpusVersion.codebook_id == Codebook.id, isouter=True)
+            .order_by(CorpusVersion.created_at.desc(), CorpusVersion.id.desc())
+        ).all()
+        return [{"content_hash": c.content_hash, "codebook_hash": cb, "stats": c.stats, "params": c.params,
+                 "store_prefix": c.store_prefix, "created_at": c.created_at} for c, cb in rows]
+
+
+def find_corpus(db: Database, ref: str | None) -> dict[str, Any]:
+    """The corpus named by `ref` (its hash or a unique prefix of it), or the latest registered when `ref` is
+    None; SettingsError when there is none or the prefix is ambiguous."""
+    versions = corpus_versions(db)
+    if not versions:
+        raise SettingsError("no corpus is registered: build one first (`videobert dataset corpus` or `dvc repro`)")
+    if not ref:
+        return versions[0]
+    matches = [v for v in versions if v["content_hash"].startswith(ref.lower())]
+    if len(matches) != 1:
+        known = ", ".join(v["content_hash"][:16] for v in versions[:5])
+        raise SettingsError(f"corpus {ref!r} {'is ambiguous' if matches else 'is not registered'} (known: {known})")
+    return matches[0]
+
+
+# --- training runs ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingClaim:
+    """A training run this process holds."""
+
+    run_id: int
+    run_key: str
+    status_before: str | None  # None: a new run
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+
+
+def claim_training_run(db: Database, run_key: str, *, corpus_hash: str, codebook_hash: str | None,
+                       params: dict[str, Any], flow_run_id: str | None = None, force: bool = False) -> TrainingClaim:
+    """Start (or take over, to resume) the training run `run_key`. A run another live process holds is refused
+    (SettingsError) unless `force`; a finished run is started again only with `force` (caller's choice)."""
+    owner = owner_id()
+    now = utcnow()
+    with db.session() as s:
+        row = s.scalars(select(TrainingRun).where(TrainingRun.run_key == run_key)).one_or_none()
+        if row is None:
+            corpus_id = s.scalars(select(CorpusVersion.id).where(CorpusVersion.content_hash == corpus_hash)).one_or_none()
+            row = TrainingRun(run_key=run_key, corpus_version_id=corpus_id, corpus_hash=corpus_hash,
+                              codebook_hash=codebook_hash, params=params, status=StageStatus.RUNNING,
+                              claimed_by=owner, started_at=now, checkpoints=[], flow_run_id=flow_run_id)
+            s.add(row)
+            s.flush()
+            return TrainingClaim(row.id, run_key, None, [])
+        before = row.status
+        if before == StageStatus.RUNNING and not force and not owner_is_dead(row.claimed_by) \
+                and row.claimed_by != owner:
+            raise SettingsError(f"training run {run_key[:16]} is already running in {row.claimed_by} "
+                                "(--force takes it over, e.g. after a machine was lost)")
+        row.status = StageStatus.RUNNING
+        row.claimed_by = owner
+        row.error_message = None
+        row.finished_at = None
+        row.flow_run_id = flow_run_id or row.flow_run_id
+        return TrainingClaim(row.id, run_key, before, list(row.checkpoints or []))
+
+
+def record_checkpoint(db: Database, run_id: int, *, step: int, prefix: str, sha256: str) -> None:
+    """Append a checkpoint (its store prefix and content hash) to a training run; the latest is `checkpoint_key`."""
+    with db.session() as s:
+        row = s.get(TrainingRun, run_id)
+        if row is None:
+            raise SettingsError(f"training run {run_id} does not exist")
+        kept = [c for c in (row.checkpoints or []) if c["step"] != step]
+        row.checkpoints = [*kept, {"step": step, "prefix": prefix, "sha256": sha256}]
+        row.checkpoint_key = prefix
+
+
+def log_training_metrics(db: Database, run_id: int, step: int, split: str, values: dict[str, float]) -> None:
+    """Scalars logged at one step (a resumed run logging a step again replaces nothing: rows are appended)."""
+    with db.session() as s:
+        s.add_all(TrainingMetric(run_id=run_id, step=step, split=split, name=name[:64], value=float(v))
+                  for name, v in values.items())
+
+
+def finish_training_run(db: Database, run_id: int, status: StageStatus, *, metrics: dict[str, Any] | None = None,
+                        error: str | None = None) -> None:
+    """Mark a training run done (with its final metrics) or failed (with the error)."""
+    with db.session() as s:
+        row = s.get(TrainingRun, run_id)
+        if row is None:
+            raise SettingsError(f"training run {run_id} does not exist")
+        row.status = status
+        row.finished_at = utcnow()
+        row.claimed_by = None
+        if metrics is not None:
+            row.final_metrics = metrics
+        row.error_message = (error or "")[:MAX_ERROR_MESSAGE_CHARS] or None
+
+
+def training_runs(db: Database, run_key: str | None = None) -> list[dict[str, Any]]:
+    """Training runs, newest first (or the one whose key starts with `run_key`), as plain dicts."""
+    with db.session() as s:
+        stmt = select(TrainingRun).order_by(TrainingRun.started_at.desc(), TrainingRun.id.desc())
+        if run_key:
+            stmt = stmt.where(TrainingRun.run_key.startswith(run_key))
+        return [{"id": r.id, "run_key": r.run_key, "status": r.status, "corpus_hash": r.corpus_hash,
+                 "codebook_hash": r.codebook_hash, "params": r.params, "metrics": r.final_metrics,
+                 "checkpoints": list(r.checkpoints or []), "checkpoint_key": r.checkpoint_key,
+                 "error_message": r.error_message, "started_at": r.started_at, "finished_at": r.finished_at,
+                 "flow_run_id": r.flow_run_id} for r in s.scalars(stmt)]
+
+
+def training_metric_history(db: Database, run_id: int) -> list[tuple[int, str, str, float]]:
+    """(step, split, name, value) of a run, in step order."""
+    with db.session() as s:
+        return [tuple(r) for r in s.execute(
+            select(TrainingMetric.step, TrainingMetric.split, TrainingMetric.name, TrainingMetric.value)
+            .where(TrainingMetric.run_id == run_id).order_by(TrainingMetric.step, TrainingMetric.id))]
