@@ -16,7 +16,10 @@ multiple of `pad_to_multiple_of`); an example longer than `max_length` loses vid
 then text.
 
 Randomness comes from torch's generator (`generator`, else the global one, which transformers' Trainer seeds,
-saves in checkpoints and restores on resume), so a resumed run masks as the uninterrupted one did.
+saves in checkpoints and restores on resume). With `defer_masking` the collator only lays out and pads, and
+the training step masks (`mask_batch`): transformers' Trainer restores the RNG of a resumed run only after it
+has collated the first batch, so masking at collation would make a resumed run differ from an uninterrupted
+one; masking at the step (also on the GPU, and untouched by DataLoader workers) does not.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class VideoBertCollator:
     pad_to_multiple_of: int | None = None
     generator: torch.Generator | None = None
     special_text_ids: Sequence[int] = ()  # WordPieces never drawn as random replacements ([CLS], [SEP] ...)
+    defer_masking: bool = False  # lay out only; `mask_batch` masks later (at the training step)
 
     def __post_init__(self) -> None:
         for name in ("text_mask_probability", "visual_mask_probability", "mask_share", "random_share"):
@@ -107,22 +111,32 @@ class VideoBertCollator:
             attention[row, :n] = 1
             is_text[row, :n] = torch.tensor(txt)
             is_video[row, :n] = torch.tensor(vid)
-        text_labels, input_ids = self._mask(input_ids, is_text, self.text_mask_probability, video=False)
-        visual_labels, input_ids = self._mask(input_ids, is_video, self.visual_mask_probability, video=True)
         aligned = torch.tensor([int(e.get("aligned", -1)) for e in examples], dtype=torch.long)
         alignment = torch.where(aligned >= 0, aligned, torch.full_like(aligned, IGNORE_INDEX))
-        return {"input_ids": input_ids, "attention_mask": attention, "token_type_ids": segments,
-                "text_labels": text_labels, "visual_labels": visual_labels, "alignment_labels": alignment}
+        batch = {"input_ids": input_ids, "attention_mask": attention, "token_type_ids": segments,
+                 "alignment_labels": alignment, "text_maskable": is_text, "visual_maskable": is_video}
+        return batch if self.defer_masking else self.mask_batch(batch)
+
+    def mask_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A laid-out batch (with `text_maskable` / `visual_maskable`) masked: `text_labels` and `visual_labels`
+        added, the maskable flags dropped. Runs on the batch's device."""
+        out = {k: v for k, v in batch.items() if k not in ("text_maskable", "visual_maskable")}
+        out["text_labels"], ids = self._mask(batch["input_ids"], batch["text_maskable"], self.text_mask_probability,
+                                             video=False)
+        out["visual_labels"], out["input_ids"] = self._mask(ids, batch["visual_maskable"],
+                                                            self.visual_mask_probability, video=True)
+        return out
 
     def _mask(self, ids: torch.Tensor, eligible: torch.Tensor, probability: float, *, video: bool
               ) -> tuple[torch.Tensor, torch.Tensor]:
         """(labels, masked ids) for the eligible positions of one modality."""
         c = self.config
         g = self.generator
-        chosen = eligible & (torch.rand(ids.shape, generator=g) < probability)
+        device = ids.device
+        chosen = eligible & (torch.rand(ids.shape, generator=g, device=device) < probability)
         labels = torch.full_like(ids, IGNORE_INDEX)
         labels[chosen] = ids[chosen] - c.visual_offset if video else ids[chosen]
-        draw = torch.rand(ids.shape, generator=g)
+        draw = torch.rand(ids.shape, generator=g, device=device)
         to_mask = chosen & (draw < self.mask_share)
         to_random = chosen & (draw >= self.mask_share) & (draw < self.mask_share + self.random_share)
         out = ids.clone()
@@ -130,8 +144,8 @@ class VideoBertCollator:
         n = int(to_random.sum())
         if n:
             if video:
-                out[to_random] = c.visual_offset + torch.randint(c.visual_vocab_size, (n,), generator=g)
+                out[to_random] = c.visual_offset + torch.randint(c.visual_vocab_size, (n,), generator=g, device=device)
             else:
-                pick = torch.randint(len(self._random_text_ids), (n,), generator=g)
-                out[to_random] = self._random_text_ids[pick]
+                pick = torch.randint(len(self._random_text_ids), (n,), generator=g, device=device)
+                out[to_random] = self._random_text_ids.to(device)[pick]
         return labels, out

@@ -100,6 +100,10 @@ class VideoBertModel(VideoBertPreTrainedModel):
 class VideoBertForPreTraining(VideoBertPreTrainedModel):
     """VideoBERT with its three pre-training heads."""
 
+    # Each loss is a mean over its own batch, so transformers' Trainer divides it by the accumulation steps
+    # (forward's **kwargs would otherwise make it assume the model normalises by num_items_in_batch).
+    accepts_loss_kwargs = False
+
     def __init__(self, config: VideoBertConfig) -> None:
         super().__init__(config)
         self.bert = BertModel(config)

@@ -96,3 +96,15 @@ def test_bad_settings_are_refused() -> None:
         VideoBertCollator(c, text_mask_probability=1.5)
     with pytest.raises(ValueError, match="empty"):
         VideoBertCollator(c)([])
+
+
+def test_deferred_masking_masks_at_the_step_as_the_collator_would() -> None:
+    c = tiny_config()
+    ex = [{"text_ids": list(range(4, 30)), "video_tokens": list(range(16)), "aligned": 1}] * 8
+    now = VideoBertCollator(c, generator=torch.Generator().manual_seed(5))(ex)
+    later = VideoBertCollator(c, generator=torch.Generator().manual_seed(5), defer_masking=True)
+    laid = later(ex)
+    assert "text_labels" not in laid and laid["text_maskable"].any() and laid["visual_maskable"].any()
+    masked = later.mask_batch(laid)
+    assert masked.keys() == now.keys()
+    assert all(torch.equal(masked[k], now[k]) for k in now)

