@@ -109,3 +109,19 @@ class DatasetSummary(BaseModel):
 def reasons(counter: Counter[str]) -> dict[str, int]:
     """A Counter as a plain sorted dict."""
     return dict(sorted(counter.items()))
+
+
+class TrainSummary(BaseModel):
+    """The training flow's result."""
+
+    run_key: str
+    status: str = Field(description="done, stopped (resumable) or skipped (already done)")
+    corpus_hash: str
+    codebook_hash: str | None
+    out_dir: str
+    steps: int
+    resumed_from: int | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    checkpoints: list[dict[str, Any]] = Field(default_factory=list)
+    model_prefix: str | None = None
+    loss_curve: str | None = None

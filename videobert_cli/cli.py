@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -397,6 +399,82 @@ def prefect_server_stop(
                              f"({', '.join(users)}): stop them first, or use --force")
     rec = stop_server(home)
     console.print(f"stopped the local Prefect server (pid {rec.pid})" if rec else f"no local Prefect server runs for {home}")
+
+
+@app.command()
+def train(
+    corpus: Annotated[str | None, typer.Option(help="Corpus version: its hash or a unique prefix (default: the "
+                                               "latest registered).")] = None,
+    corpus_dir: Annotated[Path | None, typer.Option(help="A local corpus folder instead (dataset/corpus).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Final model folder (default: <data>/training/<run>/final).")] = None,
+    params: Annotated[Path, typer.Option(help="Parameters file (its model and train sections).")] = Path("params.yaml"),
+    force: Annotated[bool, typer.Option(help="Train a finished run again; take over a run another process "
+                                        "holds.")] = False,
+    stop_after: Annotated[int | None, typer.Option(help="Stop after this step (resumable: run again to go "
+                                                   "on).")] = None,
+    metrics_file: Annotated[Path | None, typer.Option(help="Also write the final metrics here (dvc metrics).")] = None,
+    plots_dir: Annotated[Path | None, typer.Option(help="Also copy DVCLive's plots here (dvc plots).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Pre-train VideoBERT on a corpus version; a run started again resumes from its last checkpoint."""
+    params_file = _params_file(params)
+    _prefect_ready()
+    import shutil
+
+    from flows.progress import RichReporter, use_reporter
+    from flows.training import train_flow
+
+    reporter = None if quiet else RichReporter(console)
+    with use_reporter(reporter) if reporter else contextlib.nullcontext():
+        r = train_flow(None if corpus is None else corpus, None if corpus_dir is None else str(corpus_dir),
+                       None if out is None else str(out), params_file, force, stop_after)
+    what = {"done": "trained", "skipped": "already trained (--force trains it again)",
+            "stopped": "stopped; run the same command again to resume"}[r.status]
+    console.print(f"run {r.run_key[:16]}: {what}; {r.steps} steps on corpus {r.corpus_hash[:16]} (codebook "
+                  f"{(r.codebook_hash or '?')[:16]})" + (f", resumed from step {r.resumed_from}" if r.resumed_from else ""))
+    if r.metrics:
+        table = Table("figure", "value", title="final validation")
+        for k, v in r.metrics.items():
+            table.add_row(k, f"{v:.4g}")
+        console.print(table)
+    console.print(f"model: {r.out_dir}" + (f" (loss curve {r.loss_curve})" if r.loss_curve else ""))
+    if metrics_file:
+        metrics_file.parent.mkdir(parents=True, exist_ok=True)
+        metrics_file.write_text(json.dumps(r.metrics, indent=1, sort_keys=True) + "\n")
+    if plots_dir:
+        source = Path(r.out_dir) / "dvclive" / "plots"
+        shutil.rmtree(plots_dir, ignore_errors=True)
+        if source.exists():
+            shutil.copytree(source, plots_dir)
+
+
+@app.command()
+def checkpoints(
+    run: Annotated[str | None, typer.Option(help="Only the run whose key starts with this.")] = None,
+) -> None:
+    """List the training runs with their data versions, metrics and checkpoints."""
+    from videobert.core.runtime import get_runtime
+    from videobert.db import repository as repo
+
+    runs = repo.training_runs(get_runtime(_settings()).db, run)
+    if not runs:
+        console.print("no training runs" + (f" with key {run}" if run else "") + " (start one with `videobert train`)")
+        return
+    table = Table("run", "status", "corpus", "codebook", "step", "eval loss")
+    for r in runs:
+        newest = r["checkpoints"][-1] if r["checkpoints"] else None
+        metrics = r["metrics"] or {}
+        table.add_row(r["run_key"][:16], r["status"], (r["corpus_hash"] or "")[:12], (r["codebook_hash"] or "")[:12],
+                      str(newest["step"]) if newest else "-",
+                      f"{metrics['eval_loss']:.4g}" if "eval_loss" in metrics else "-")
+    console.print(table)
+    for r in runs:
+        for c in r["checkpoints"][-1:]:
+            console.print(f"{r['run_key'][:16]}: {len(r['checkpoints'])} checkpoints, newest step {c['step']} "
+                          f"at {c['prefix']}")
+    for r in runs:
+        if r["error_message"]:
+            console.print(f"{r['run_key'][:16]}: {r['error_message']}")
 
 
 @app.command()

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from videobert.core.errors import ClaimLostError, SettingsError, UnknownVideoError
@@ -561,9 +561,11 @@ class TrainingClaim:
 
 
 def claim_training_run(db: Database, run_key: str, *, corpus_hash: str, codebook_hash: str | None,
-                       params: dict[str, Any], flow_run_id: str | None = None, force: bool = False) -> TrainingClaim:
+                       params: dict[str, Any], flow_run_id: str | None = None, force: bool = False,
+                       restart: bool = False) -> TrainingClaim:
     """Start (or take over, to resume) the training run `run_key`. A run another live process holds is refused
-    (SettingsError) unless `force`; a finished run is started again only with `force` (caller's choice)."""
+    (SettingsError) unless `force`; `restart` forgets its checkpoints and metrics (a run trained again from the
+    start)."""
     owner = owner_id()
     now = utcnow()
     with db.session() as s:
@@ -586,6 +588,9 @@ def claim_training_run(db: Database, run_key: str, *, corpus_hash: str, codebook
         row.error_message = None
         row.finished_at = None
         row.flow_run_id = flow_run_id or row.flow_run_id
+        if restart:
+            row.checkpoints, row.checkpoint_key, row.final_metrics = [], None, None
+            s.execute(delete(TrainingMetric).where(TrainingMetric.run_id == row.id))
         return TrainingClaim(row.id, run_key, before, list(row.checkpoints or []))
 
 

@@ -197,6 +197,10 @@ def train(rt: Runtime, params: Params, request: TrainRequest, *, progress: Progr
     from videobert_model.collator import VideoBertCollator
     from videobert_model.modeling_videobert import VideoBertForPreTraining
 
+    if progress is not None:  # the caller shows progress: no loading and saving bars of transformers' own
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     bert_dir = request.bert_model or rt.settings.bert_model
     if not bert_dir or not (Path(bert_dir) / "config.json").exists():
         raise SettingsError(f"VIDEOBERT_BERT_MODEL={bert_dir!r} is not a pretrained BERT folder (config.json): the "
@@ -215,11 +219,13 @@ def train(rt: Runtime, params: Params, request: TrainRequest, *, progress: Progr
             _fetch_final(rt, done, out_dir)
         return TrainResult(key, "skipped", corpus.content_hash, corpus.codebook_hash, str(out_dir),
                            tp.max_steps, None, done["metrics"] or {}, done["checkpoints"])
-    if request.force and work.exists() and main and previous and previous[0]["status"] == StageStatus.DONE:
+    restart = bool(request.force and previous and previous[0]["status"] == StageStatus.DONE)
+    if restart and work.exists() and main:
         shutil.rmtree(work)  # a finished run trained again from the start
     claim = (repo.claim_training_run(rt.db, key, corpus_hash=corpus.content_hash, codebook_hash=corpus.codebook_hash,
                                      params={"model": mp.model_dump(mode="json"), "train": tp.model_dump(mode="json")},
-                                     flow_run_id=request.flow_run_id, force=request.force) if main else None)
+                                     flow_run_id=request.flow_run_id, force=request.force, restart=restart)
+             if main else None)
     try:
         vocab, book = visual_vocab_size(rt, corpus.codebook_hash)
         train_set, eval_set = _datasets(rt, corpus)
@@ -266,6 +272,10 @@ def train(rt: Runtime, params: Params, request: TrainRequest, *, progress: Progr
         trainer = VideoBertTrainer(model=model, args=args, train_dataset=train_set,
                                    eval_dataset=eval_set if evaluate else None, data_collator=collator,
                                    eval_collator_factory=seeded_eval_collator(collator), callbacks=callbacks)
+        if progress is not None:  # the caller shows progress: no log dicts of transformers' own
+            from transformers import PrinterCallback
+
+            trainer.remove_callback(PrinterCallback)
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         step = trainer.state.global_step
         stopped = step < tp.max_steps
