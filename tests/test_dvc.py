@@ -30,6 +30,16 @@ codebook:
   agreement_sample: 100
 corpus:
   video_segment: 4
+model:
+  layers: 1
+train:
+  max_steps: 2
+  batch_size: 4
+  per_device_batch_size: 4
+  warmup_steps: 0
+  eval_steps: 2
+  save_steps: 2
+  logging_steps: 1
 """
 
 
@@ -69,21 +79,29 @@ def test_dvc_repro_reproduces_the_codebook(project: Project, prefect_api: str, s
 
     corpus = json.loads((root / "dataset/corpus/corpus.json").read_text())
     assert corpus["codebook"] == config["content_hash"] and corpus["stats"]["videos"]["train"] > 0
+    # corpus -> train: the model names the data it was trained on; metrics for `dvc metrics show`
+    model = json.loads((root / "models/videobert/config.json").read_text())
+    assert (model["corpus_hash"], model["codebook_hash"]) == (corpus["content_hash"], config["content_hash"])
+    assert json.loads((root / "metrics/train.json").read_text())["step"] == 2
+    shown = _dvc(project, prefect_api, "metrics", "show")
+    assert shown.returncode == 0 and "metrics/train.json" in shown.stdout, shown.stdout + shown.stderr
 
     # nothing changed: the manifest stage runs (always) but its output is the same, so nothing else does
     second = _dvc(project, prefect_api, "repro")
     assert second.returncode == 0, second.stderr
     assert "Stage 'codebook' didn't change, skipping" in second.stdout
     assert "Stage 'corpus' didn't change, skipping" in second.stdout
+    assert "Stage 'train' didn't change, skipping" in second.stdout
     assert (root / "dvc.lock").read_text() == lock
     status = _dvc(project, prefect_api, "status")
     assert "corpus" not in status.stdout and "codebook" not in status.stdout, status.stdout
+    assert "train" not in status.stdout, status.stdout
 
     # a corpus parameter changes: only the corpus is rebuilt
     project.write_params(SMALL.replace("video_segment: 4", "video_segment: 2"))
     only_corpus = _dvc(project, prefect_api, "repro")
     assert only_corpus.returncode == 0, only_corpus.stderr
-    assert "Running stage 'corpus'" in only_corpus.stdout
+    assert "Running stage 'corpus'" in only_corpus.stdout and "Running stage 'train'" in only_corpus.stdout
     assert "Running stage 'codebook'" not in only_corpus.stdout and "Running stage 'tokens'" not in only_corpus.stdout
     rebuilt = json.loads((root / "dataset/corpus/corpus.json").read_text())
     assert rebuilt["content_hash"] != corpus["content_hash"] and rebuilt["codebook"] == corpus["codebook"]
@@ -93,8 +111,8 @@ def test_dvc_repro_reproduces_the_codebook(project: Project, prefect_api: str, s
     assert json.loads((root / "dataset/corpus/corpus.json").read_text())["content_hash"] == corpus["content_hash"]
     lock = (root / "dvc.lock").read_text()
 
-    # forced: everything is recomputed, and gives the same codebook, byte for byte
-    forced = _dvc(project, prefect_api, "repro", "--force")
+    # forced: the dataset stages are recomputed, and give the same codebook and corpus, byte for byte
+    forced = _dvc(project, prefect_api, "repro", "--force", "corpus")
     assert forced.returncode == 0, forced.stderr
     assert json.loads((root / "dataset/codebook/config.json").read_text())["content_hash"] == config["content_hash"]
     assert (root / "dvc.lock").read_text() == lock

@@ -16,9 +16,10 @@ from videobert.core.settings import load_settings
 from videobert_cli.prefect_config import configure_prefect
 from videobert_cli.printing import print_stage_runs
 
-# The paper's parameters (params.yaml) except two, for a demo of a few videos on a laptop: the clip extractor
-# (S3D's weights need a download, so the weight-free baseline) and the codebook's size (a handful of clips
-# cannot fill 20,736 tokens: 2 levels of k = 4, 16 tokens).
+# The paper's parameters (params.yaml) except where a demo of a few videos on a laptop cannot follow it: the clip
+# extractor (S3D's weights need a download, so the weight-free baseline), the codebook's size (a handful of clips
+# cannot fill 20,736 tokens: 2 levels of k = 4, 16 tokens), and the model and its training (2 layers of the small
+# pretrained MiniLM, a few hundred examples, a learning rate for so few steps).
 DEMO_PARAMS = """features:
   extractor: baseline
 codebook:
@@ -26,6 +27,17 @@ codebook:
   k: 4
   agreement_sample: 1000
   gallery_tokens: 16
+model:
+  layers: 2
+train:
+  learning_rate: 1.0e-4
+  warmup_steps: 10
+  max_steps: 60
+  batch_size: 16
+  per_device_batch_size: 16
+  eval_steps: 20
+  save_steps: 30
+  logging_steps: 5
 """
 
 
@@ -37,7 +49,7 @@ def demo_params_yaml() -> str:
     from videobert.core.params import Params
 
     params = Params.model_validate(yaml.safe_load(DEMO_PARAMS))
-    return ("# written by `videobert demo`: the paper's parameters but for the demo's extractor and codebook size\n"
+    return ("# written by `videobert demo`: the paper's parameters but for the demo's extractor, codebook and model size\n"
             + yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
 
 

@@ -81,6 +81,7 @@ class VideoBertTrainer(Trainer):
                  **kwargs: Any) -> None:
         kwargs.setdefault("compute_metrics", compute_metrics)
         super().__init__(*args, **kwargs)
+        self.empty_batches = 0
         self._masker = self.data_collator  # a VideoBertCollator with defer_masking: it masks at the step
         self._eval_collator_factory = eval_collator_factory
         self._objective_sums: dict[str, torch.Tensor] = {}
@@ -91,9 +92,12 @@ class VideoBertTrainer(Trainer):
         if "text_maskable" in inputs:  # masked here, after transformers restored a resumed run's RNG
             inputs = self._masker.mask_batch(inputs)
         outputs = model(**inputs)
-        if outputs.loss is None:
-            raise ValueError("a training batch with no scored position (no masked token and no aligned pair): "
-                             "raise the masking probabilities or the batch size")
+        if outputs.loss is None:  # nothing masked and no pair (tiny batches of short examples): a step of no gradient
+            self.empty_batches += 1
+            log.warning("a training batch with no scored position (%d so far): raise the masking probabilities or "
+                        "the batch size if this is frequent", self.empty_batches)
+            loss = outputs.last_hidden_state.sum() * 0.0
+            return (loss, outputs) if return_outputs else loss
         for name in OBJECTIVES:
             value = getattr(outputs, f"{name}_loss")
             if value is not None:
