@@ -187,3 +187,40 @@ class TrainingMetric(Base):
     logged_at: Mapped[Timestamp]
 
     run: Mapped[TrainingRun] = relationship(back_populates="metrics")
+
+
+class EvaluationRun(Base):
+    """A zero-shot evaluation of a model on annotations (YouCook II format), with its scores."""
+
+    __tablename__ = "evaluation_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # sha256 of (model, annotations, tokens index, evaluate params): the same evaluation is replaced, not repeated
+    eval_key: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    annotations_sha256: Mapped[str] = mapped_column(String(64))
+    corpus_hash: Mapped[str | None] = mapped_column(String(64))
+    codebook_hash: Mapped[str | None] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[Timestamp]
+
+    results: Mapped[list[EvaluationResult]] = relationship(back_populates="run", cascade="all, delete-orphan")
+
+
+class EvaluationResult(Base):
+    """One annotated segment's ground truth and the model's top-ranked verbs and objects."""
+
+    __tablename__ = "evaluation_results"
+    __table_args__ = (Index("ix_evaluation_results_run_video", "run_id", "video_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("evaluation_runs.id", ondelete="CASCADE"))
+    video_id: Mapped[str] = mapped_column(String(128))
+    segment_id: Mapped[int]
+    verb: Mapped[str | None] = mapped_column(String(64))
+    object: Mapped[str | None] = mapped_column(String(64))
+    verb_top: Mapped[list[str]] = mapped_column(JSON)
+    object_top: Mapped[list[str]] = mapped_column(JSON)
+
+    run: Mapped[EvaluationRun] = relationship(back_populates="results")

@@ -24,6 +24,8 @@ from videobert.db.engine import Database
 from videobert.db.models import (
     Codebook,
     CorpusVersion,
+    EvaluationResult,
+    EvaluationRun,
     StageRun,
     StageStatus,
     TrainingMetric,
@@ -646,3 +648,45 @@ def training_metric_history(db: Database, run_id: int) -> list[tuple[int, str, s
         return [tuple(r) for r in s.execute(
             select(TrainingMetric.step, TrainingMetric.split, TrainingMetric.name, TrainingMetric.value)
             .where(TrainingMetric.run_id == run_id).order_by(TrainingMetric.step, TrainingMetric.id))]
+
+
+# --- evaluations --------------------------------------------------------------------------------------------
+
+
+def record_evaluation(db: Database, eval_key: str, *, model_sha256: str, annotations_sha256: str,
+                      corpus_hash: str | None, codebook_hash: str | None, params: dict[str, Any],
+                      metrics: dict[str, Any], results: Sequence[dict[str, Any]]) -> int:
+    """Store an evaluation and its per-segment results (replacing an earlier one with the same key) in one
+    transaction; returns its id. A result: {video_id, segment_id, verb, object, verb_top, object_top}."""
+    with db.session() as s:
+        old = s.scalars(select(EvaluationRun).where(EvaluationRun.eval_key == eval_key)).one_or_none()
+        if old is not None:
+            s.delete(old)
+            s.flush()
+        run = EvaluationRun(eval_key=eval_key, model_sha256=model_sha256, annotations_sha256=annotations_sha256,
+                            corpus_hash=corpus_hash, codebook_hash=codebook_hash, params=params, metrics=metrics)
+        s.add(run)
+        s.flush()
+        for chunk in _chunks(list(results)):
+            s.add_all(EvaluationResult(run_id=run.id, **r) for r in chunk)
+        return run.id
+
+
+def evaluation_runs(db: Database) -> list[dict[str, Any]]:
+    """Evaluations, newest first."""
+    with db.session() as s:
+        return [{"id": r.id, "eval_key": r.eval_key, "model_sha256": r.model_sha256, "corpus_hash": r.corpus_hash,
+                 "codebook_hash": r.codebook_hash, "metrics": r.metrics, "created_at": r.created_at}
+                for r in s.scalars(select(EvaluationRun).order_by(EvaluationRun.created_at.desc(),
+                                                                  EvaluationRun.id.desc()))]
+
+
+def evaluation_results(db: Database, run_id: int, video_id: str | None = None) -> list[dict[str, Any]]:
+    """Per-segment results of an evaluation (of one video), in video and segment order."""
+    with db.session() as s:
+        stmt = select(EvaluationResult).where(EvaluationResult.run_id == run_id)
+        if video_id is not None:
+            stmt = stmt.where(EvaluationResult.video_id == video_id)
+        return [{"video_id": r.video_id, "segment_id": r.segment_id, "verb": r.verb, "object": r.object,
+                 "verb_top": r.verb_top, "object_top": r.object_top}
+                for r in s.scalars(stmt.order_by(EvaluationResult.video_id, EvaluationResult.segment_id))]
