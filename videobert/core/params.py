@@ -190,6 +190,26 @@ class TrainParams(_Section):
     seed: int = Field(0, description="seed of initialisation, data order and masking")
 
 
+class EvaluateParams(_Section):
+    """Zero-shot action classification on annotations in the YouCook II format (the paper's section 4.2)."""
+
+    NOT_FINGERPRINTED = frozenset({"batch_size", "strips"})
+
+    subset: str = Field("validation", description="the annotations' split that is scored")
+    vocabulary_subset: str = Field("training", description="the split the verb and object vocabularies come from")
+    max_verbs: int = Field(100, ge=1, description="most frequent verbs kept in the vocabulary")
+    max_objects: int = Field(100, ge=1, description="most frequent objects kept in the vocabulary")
+    min_count: int = Field(1, ge=1, description="a word seen fewer times in the vocabulary split is left out")
+    top_k: int = Field(5, ge=1, description="top-k accuracy besides top-1 (paper: 5)")
+    template: str = Field("now let me show you how to [MASK] the [MASK] .",
+                          description="the zero-shot text, two masks: verb then object (the paper's)")
+    shuffle_control: bool = Field(True, description="also score with video tokens shuffled across segments")
+    seed: int = Field(0, description="seed of the shuffled control")
+    strips: int = Field(4, ge=0, description="text-to-video strips drawn for held-out sentences")
+    strip_tokens: int = Field(8, ge=1, description="visual tokens per text-to-video strip")
+    batch_size: int = Field(64, ge=1, description="segments per model call")
+
+
 class IngestParams(_Section):
     """Per-run knobs of the ingest flow."""
 
@@ -207,6 +227,7 @@ class Params(_Section):
     corpus: CorpusParams = CorpusParams()
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
     ingest: IngestParams = IngestParams()
 
 
