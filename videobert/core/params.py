@@ -193,8 +193,10 @@ class TrainParams(_Section):
 class EvaluateParams(_Section):
     """Zero-shot action classification on annotations in the YouCook II format (the paper's section 4.2)."""
 
-    NOT_FINGERPRINTED = frozenset({"batch_size", "strips"})
+    NOT_FINGERPRINTED = frozenset({"batch_size", "strips", "annotations"})
 
+    annotations: str = Field("youcookii_annotations_trainval.json",
+                             description="the annotation file (YouCook II format); its content is an input, not its path")
     subset: str = Field("validation", description="the annotations' split that is scored")
     vocabulary_subset: str = Field("training", description="the split the verb and object vocabularies come from")
     max_verbs: int = Field(100, ge=1, description="most frequent verbs kept in the vocabulary")
