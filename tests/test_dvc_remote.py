@@ -1,4 +1,5 @@
-"""The DVC remote on the S3-protocol store: set from the VIDEOBERT_MINIO_* settings, real `dvc push` / `dvc pull`."""
+"""The DVC remote on the S3-protocol store: set from the VIDEOBERT_MINIO_* settings, real `dvc push` / `dvc pull`,
+on moto and on SeaweedFS (which checks the keys DVC signs with)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import new_bucket_name
+from tests.conftest import S3Server
 from videobert.core.errors import SettingsError
 from videobert.core.settings import load_settings
-from videobert.core.storage import MinioStore
 from videobert.dataset.dvc_remote import configure_remote
 
 
@@ -23,26 +23,27 @@ def _dvc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           timeout=300)
 
 
-def test_push_then_pull_into_a_fresh_copy(tmp_path: Path, s3_endpoint: str) -> None:
-    bucket = new_bucket_name()
-    MinioStore(s3_endpoint, bucket, "test-access", "test-secret").check()  # creates the bucket
-    settings = load_settings(env_file=None, store="minio", minio_endpoint=s3_endpoint, minio_bucket=bucket,
-                             minio_access_key="test-access", minio_secret_key="test-secret",
+def test_push_then_pull_into_a_fresh_copy(tmp_path: Path, s3_server: S3Server) -> None:
+    store = s3_server.store()
+    store.check()  # creates the bucket
+    bucket, secret = store.bucket, s3_server.secret_key
+    settings = load_settings(env_file=None, store="minio", minio_endpoint=s3_server.endpoint, minio_bucket=bucket,
+                             minio_access_key=s3_server.access_key, minio_secret_key=secret,
                              data_dir=tmp_path / "data")
     first = tmp_path / "first"
     (first / "dataset").mkdir(parents=True)
     assert _dvc(first, "init", "--no-scm", "-q").returncode == 0
     url = configure_remote(settings, first)
     assert url == f"s3://{bucket}/dvc"
-    assert "test-secret" not in (first / ".dvc" / "config").read_text()  # keys stay in config.local
-    assert "test-secret" in (first / ".dvc" / "config.local").read_text()
+    assert secret not in (first / ".dvc" / "config").read_text()  # keys stay in config.local
+    assert secret in (first / ".dvc" / "config.local").read_text()
 
     payload = os.urandom(300_000)
     (first / "dataset" / "corpus.bin").write_bytes(payload)
     assert _dvc(first, "add", "dataset/corpus.bin").returncode == 0
     pushed = _dvc(first, "push")
     assert pushed.returncode == 0, pushed.stderr
-    assert any(k.startswith("dvc/") for k in MinioStore(s3_endpoint, bucket, "a", "b").list("dvc/"))
+    assert any(k.startswith("dvc/") for k in store.list("dvc/"))
 
     # a fresh copy of the project (what a clone holds: no cache, no data, no local config)
     fresh = tmp_path / "fresh"

@@ -437,6 +437,13 @@ class MinioStore(ArtifactStore):
                 self.client.make_bucket(bucket_name=self.bucket)
         self._bucket_checked = True
 
+    def _require_bucket(self) -> None:
+        """StoreConfigError when the bucket does not exist (now: it may have been removed since `check`)."""
+        with self._errors("bucket check"):
+            exists = self.client.bucket_exists(bucket_name=self.bucket)
+        if not exists:
+            raise StoreConfigError(f"{self.describe()}: the bucket does not exist")
+
     def _ensure_bucket(self) -> None:
         if not self._bucket_checked:
             self.check()
@@ -475,8 +482,14 @@ class MinioStore(ArtifactStore):
 
     def _stat_object(self, key: str) -> tuple[int, str | None]:
         keys.check(key)
-        with self._errors(key):
-            obj = self.client.stat_object(bucket_name=self.bucket, object_name=key)
+        try:
+            with self._errors(key):
+                obj = self.client.stat_object(bucket_name=self.bucket, object_name=key)
+        except ObjectNotFoundError:
+            # A HEAD response has no body, so the SDK names every 404 NoSuchKey, a missing bucket included (once it
+            # knows the bucket's region: set, or cached from an earlier call). Tell the two apart.
+            self._require_bucket()
+            raise
         meta = {k.lower(): v for k, v in (obj.metadata or {}).items()}
         return int(obj.size or 0), meta.get(f"x-amz-meta-{SHA256_META}") or meta.get(SHA256_META)
 
