@@ -449,6 +449,122 @@ def train(
 
 
 @app.command()
+def evaluate(
+    checkpoint: Annotated[Path, typer.Option(help="A trained model folder.")] = Path("models/videobert"),
+    annotations: Annotated[Path | None, typer.Option(help="Annotations in the YouCook II format (default: "
+                                                     "evaluate.annotations of the params file).")] = None,
+    tokens: Annotated[Path, typer.Option(help="Tokens index of the labelled videos.")] = Path("dataset/tokens.json"),
+    out: Annotated[Path, typer.Option(help="Folder for metrics.json, segments.jsonl and pictures.")] = Path("eval"),
+    params: Annotated[Path, typer.Option(help="Parameters file (its evaluate section).")] = Path("params.yaml"),
+    metrics_file: Annotated[Path | None, typer.Option(help="Also write the metrics here (dvc metrics).")] = None,
+) -> None:
+    """Zero-shot verb and object classification of a checkpoint on annotated segments, against chance and a
+    shuffled-video control."""
+    params_file = _params_file(params)
+    _prefect_ready()
+    from flows.evaluation import evaluate_flow
+
+    r = evaluate_flow(str(checkpoint), None if annotations is None else str(annotations), str(tokens), str(out),
+                      params_file)
+    table = Table("what", "figure", "model", "chance", "frequency prior", "shuffled video",
+                  title=f"zero-shot on {r.metrics['segments']} segments of {r.metrics['videos']} videos "
+                        f"({r.metrics['verbs']} verbs, {r.metrics['objects']} objects)")
+    for row in r.rows():
+        table.add_row(row["what"], row["figure"], f"{row['model']:.1%}", f"{row['chance']:.1%}",
+                      f"{row['frequency prior']:.1%}",
+                      "-" if row["shuffled video"] is None else f"{row['shuffled video']:.1%}")
+    console.print(table)
+    skipped = {k: v for k, v in r.metrics["skipped"].items() if v}
+    if skipped:
+        console.print("not scored: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in skipped.items()))
+    console.print(f"results: {out} (metrics.json, segments.jsonl, confusion_verbs.png, confusion_objects.png, "
+                  "text_to_video.png)")
+    if metrics_file:
+        metrics_file.parent.mkdir(parents=True, exist_ok=True)
+        metrics_file.write_text(json.dumps(r.metrics, indent=1, sort_keys=True) + "\n")
+
+
+infer_app = typer.Typer(help="Use a trained checkpoint: zero-shot classification, text-to-video, forecasting.",
+                        no_args_is_help=True)
+app.add_typer(infer_app, name="infer")
+
+
+def _inference(checkpoint: Path):  # noqa: ANN202
+    from videobert_model.inference import VideoBertInference
+
+    if not (checkpoint / "config.json").exists():
+        raise SettingsError(f"{checkpoint} is not a checkpoint folder (no config.json)")
+    return VideoBertInference.from_pretrained(checkpoint)
+
+
+def _strip(inf, tokens: list[int], label: str, out: Path | None) -> None:  # noqa: ANN001
+    from videobert.core.runtime import get_runtime
+    from videobert.evaluation.pictures import strips_png
+    from videobert.evaluation.zero_shot import _pictures_zip
+
+    console.print(f"tokens: {tokens}")
+    if out is not None:
+        strips_png(out, [(label, tokens)], _pictures_zip(get_runtime(_settings()), inf.config.codebook_hash))
+        console.print(f"pictures: {out}")
+
+
+@infer_app.command("zero-shot")
+def infer_zero_shot(
+    video: Annotated[str, typer.Option(help="Video id (its tokens must exist).")],
+    verbs: Annotated[str, typer.Option(help="Comma-separated verbs to rank.")],
+    objects: Annotated[str, typer.Option(help="Comma-separated objects to rank.")],
+    checkpoint: Annotated[Path, typer.Option(help="A trained model folder.")] = Path("models/videobert"),
+    start: Annotated[float | None, typer.Option(help="Segment start, seconds.")] = None,
+    end: Annotated[float | None, typer.Option(help="Segment end, seconds.")] = None,
+    top: Annotated[int, typer.Option(help="How many to show.")] = 5,
+) -> None:
+    """Rank verbs and objects for a video segment with the paper's template."""
+    from videobert.core.runtime import get_runtime
+    from videobert.evaluation.zero_shot import video_tokens
+
+    inf = _inference(checkpoint)
+    tokens = video_tokens(get_runtime(_settings()), video, inf.config.codebook_hash, start, end)
+    if not tokens:
+        raise SettingsError(f"no clip of {video} has its midpoint in [{start}, {end})")
+    v, o = inf.zero_shot([tokens], [w.strip() for w in verbs.split(",") if w.strip()],
+                         [w.strip() for w in objects.split(",") if w.strip()])[0]
+    for what, ranked in (("verbs", v), ("objects", o)):
+        console.print(f"{what}: " + ", ".join(f"{w} ({s:.2f})" for w, s in list(zip(ranked.words, ranked.scores))[:top]))
+
+
+@infer_app.command("text-to-video")
+def infer_text_to_video(
+    text: Annotated[str, typer.Argument(help="A sentence.")],
+    checkpoint: Annotated[Path, typer.Option(help="A trained model folder.")] = Path("models/videobert"),
+    tokens: Annotated[int, typer.Option(help="Visual tokens to predict.")] = 8,
+    out: Annotated[Path | None, typer.Option(help="PNG strip of the tokens' pictures.")] = None,
+) -> None:
+    """The visual tokens the model predicts for a sentence (and their pictures)."""
+    inf = _inference(checkpoint)
+    _strip(inf, inf.text_to_video(text, tokens), text, out)
+
+
+@infer_app.command("forecast")
+def infer_forecast(
+    video: Annotated[str, typer.Option(help="Video id (its tokens must exist).")],
+    checkpoint: Annotated[Path, typer.Option(help="A trained model folder.")] = Path("models/videobert"),
+    start: Annotated[float | None, typer.Option(help="Segment start, seconds.")] = None,
+    end: Annotated[float | None, typer.Option(help="Segment end, seconds.")] = None,
+    steps: Annotated[int, typer.Option("--next", help="Tokens to forecast.")] = 4,
+    out: Annotated[Path | None, typer.Option(help="PNG strip of the tokens' pictures.")] = None,
+) -> None:
+    """The next visual tokens after a video segment (and their pictures)."""
+    from videobert.core.runtime import get_runtime
+    from videobert.evaluation.zero_shot import video_tokens
+
+    inf = _inference(checkpoint)
+    history = video_tokens(get_runtime(_settings()), video, inf.config.codebook_hash, start, end)
+    if not history:
+        raise SettingsError(f"no clip of {video} has its midpoint in [{start}, {end})")
+    _strip(inf, inf.forecast(history, steps), f"{video}: after {history}", out)
+
+
+@app.command()
 def checkpoints(
     run: Annotated[str | None, typer.Option(help="Only the run whose key starts with this.")] = None,
 ) -> None:
