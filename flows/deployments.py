@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from flows.dataset import codebook_flow, corpus_flow, dataset_flow, manifest_flow, tokens_flow
+from flows.evaluation import evaluate_flow
 from flows.ingest import ingest
 from flows.training import train_flow
 
@@ -27,6 +28,7 @@ def build_deployments(limit: int | None = None) -> list[Any]:
         (corpus_flow, "Build the training corpus from the manifest, sentences and tokens."),
         (dataset_flow, "Manifest, codebook, tokens and corpus, one after the other."),
         (train_flow, "Pre-train VideoBERT on a corpus version (the latest by default); resumes a stopped run."),
+        (evaluate_flow, "Zero-shot verb and object classification of a checkpoint on YouCook II-format annotations."),
     ]
     return [f.to_deployment(name=f.name, description=text, tags=TAGS, concurrency_limit=limit) for f, text in flows]
 

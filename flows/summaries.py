@@ -125,3 +125,31 @@ class TrainSummary(BaseModel):
     checkpoints: list[dict[str, Any]] = Field(default_factory=list)
     model_prefix: str | None = None
     loss_curve: str | None = None
+
+
+class EvaluationSummary(BaseModel):
+    """The evaluation flow's result: where it is and its metrics.json."""
+
+    out: str
+    checkpoint: str
+    annotations: str
+    metrics: dict[str, Any]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per (what, figure): the model, chance, the frequency prior, the shuffled control."""
+        out = []
+        for what in ("verb", "object"):
+            m = self.metrics[what]
+            k = next(key for key in m if key.startswith("top") and key != "top1")
+            control = self.metrics.get(f"shuffled_{what}", {})
+            for fig in ("top1", k):
+                out.append({"what": what, "figure": fig, "model": round(m[fig], 4),
+                            "chance": round(m[f"chance_{fig}"], 4), "frequency prior": round(m[f"prior_{fig}"], 4),
+                            "shuffled video": round(control[fig], 4) if control else None})
+        return out
+
+    def headline(self) -> str:
+        """verb top-1 x% (chance y%), object top-1 ... in one line."""
+        return "; ".join(f"{r['what']} {r['figure']} {r['model']:.1%} (chance {r['chance']:.1%}"
+                         + (f", shuffled {r['shuffled video']:.1%}" if r["shuffled video"] is not None else "") + ")"
+                         for r in self.rows())

@@ -529,7 +529,7 @@ def infer_zero_shot(
     v, o = inf.zero_shot([tokens], [w.strip() for w in verbs.split(",") if w.strip()],
                          [w.strip() for w in objects.split(",") if w.strip()])[0]
     for what, ranked in (("verbs", v), ("objects", o)):
-        console.print(f"{what}: " + ", ".join(f"{w} ({s:.2f})" for w, s in list(zip(ranked.words, ranked.scores))[:top]))
+        console.print(f"{what}: " + ", ".join(f"{w} ({s:.2f})" for w, s in list(zip(ranked.words, ranked.scores, strict=True))[:top]))
 
 
 @infer_app.command("text-to-video")
