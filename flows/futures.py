@@ -43,15 +43,16 @@ class Outcomes:
 def run_per_video(
     plan: Mapping[str, Sequence[str]],
     submit: Callable[[str, str], PrefectFuture[Any]],
-    upstream: Mapping[str, str],
+    upstream: Mapping[str, str] | Callable[[str], Mapping[str, str]],
     concurrency: int,
     description: str,
 ) -> Outcomes:
     """Run every (video, stage) of `plan` with at most `concurrency` videos in flight; wait for the outcomes.
 
-    A stage whose upstream stage (`upstream[stage]`) is in the same video's plan is submitted only once that
-    stage is done or skipped, and is counted as "not run" when it failed. Progress goes to the installed
-    reporter (the CLI's progress bar), one step per (video, stage).
+    A stage whose upstream stage (`upstream[stage]`, or `upstream(video id)[stage]` where the order differs per
+    video) is in the same video's plan is submitted only once that stage is done or skipped, and is counted as
+    "not run" when it failed. Progress goes to the installed reporter (the CLI's progress bar), one step per
+    (video, stage).
     """
     out = Outcomes()
     queue = deque(plan.items())
@@ -64,7 +65,7 @@ def run_per_video(
     def start_video(vid: str, stages: Sequence[str]) -> None:
         remaining[vid] = len(stages)
         for stage in stages:
-            before = upstream.get(stage)
+            before = (upstream(vid) if callable(upstream) else upstream).get(stage)
             if before in stages:
                 waiting.setdefault((vid, before), []).append(stage)
             else:

@@ -16,7 +16,6 @@ from flows.summaries import IngestSummary
 from tasks.ingest import configured
 from videobert.core.params import load_params
 from videobert.core.runtime import get_runtime
-from videobert.ingest.plan import UPSTREAM
 
 __all__ = ["INGEST_TASK_THREADS", "IngestRequest", "ingest", "run_ingest"]
 
@@ -47,7 +46,7 @@ def ingest(request: IngestRequest = IngestRequest(), params_file: str = "params.
 
     tasks = configured(params)
     kwargs = {"params": params, "force": opts.force, "retry_permanent": opts.retry_permanent}
-    outcomes = run_per_video(plan.todo, lambda vid, stage: tasks[stage].submit(vid, **kwargs), UPSTREAM,
+    outcomes = run_per_video(plan.todo, lambda vid, stage: tasks[stage].submit(vid, **kwargs), plan.upstream,
                              request.concurrency or params.ingest.concurrency, "ingest")
     summary.add_outcomes(outcomes)
     logger.info("ingest finished: %s", summary.results or "nothing to do")

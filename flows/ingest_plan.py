@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, Field, model_validator
 
 from flows.summaries import MAX_LISTED, IngestSummary
-from videobert.core.params import Params, load_params
+from videobert.core.params import Params, TranscriptSource, load_params
 from videobert.core.runtime import Runtime
 from videobert.core.stages import StageOptions
 from videobert.db import repository as repo
@@ -43,6 +43,9 @@ class IngestRequest(BaseModel):
     force: bool = Field(False, description="re-run stages that are up to date")
     concurrency: int | None = Field(None, ge=1, description="videos in flight; default: params ingest.concurrency")
     howto100m_captions: str | None = Field(None, description="override transcript.howto100m_captions")
+    transcript_sources: list[TranscriptSource] | None = Field(
+        None, description="override transcript.sources for this run, e.g. [whisper] with stages [transcript] and "
+        "force to re-transcribe videos by speech recognition")
 
     @model_validator(mode="after")
     def _one_source(self) -> IngestRequest:
@@ -97,11 +100,15 @@ def plan_request(rt: Runtime, request: IngestRequest, params_file: str, logger: 
 
 
 def request_params(request: IngestRequest, params_file: str) -> Params:
-    """The parameters of the run: the file's, with the request's override of the caption file."""
+    """The parameters of the run: the file's, with the request's overrides of the caption file and sources."""
     params = load_params(params_file)
+    overrides: dict[str, Any] = {}
     if request.howto100m_captions:
-        params = params.model_copy(update={"transcript": params.transcript.model_copy(
-            update={"howto100m_captions": request.howto100m_captions})})
+        overrides["howto100m_captions"] = request.howto100m_captions
+    if request.transcript_sources:
+        overrides["sources"] = list(request.transcript_sources)
+    if overrides:
+        params = params.model_copy(update={"transcript": params.transcript.model_copy(update=overrides)})
     return params
 
 

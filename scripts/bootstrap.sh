@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything the README's commands need, idempotently:
-#   1. Debian packages (ffmpeg, postgresql) when missing and running as root;
+#   1. Debian packages (ffmpeg, postgresql, espeak-ng) when missing and running as root;
 #   2. a virtual environment in .venv with the pinned Python packages.
 # A second run with nothing changed returns in well under a second.
 set -euo pipefail
@@ -17,6 +17,7 @@ missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)   # METEOR in pycocoevalcap
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)   # spoken audio for the demo and the whisper tests
 if ((${#missing[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
         log "installing Debian packages: ${missing[*]}"

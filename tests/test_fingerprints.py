@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import Project
 from tests.helpers.tfhub_models import build_s3d_like
+from videobert.core.errors import SettingsError
 from videobert.core.params import Params
 from videobert.core.runtime import Runtime
 from videobert.core.settings import Settings, load_settings
@@ -61,6 +62,15 @@ def changed(before: dict[str, str], after: dict[str, str]) -> set[str]:
     return {stage for stage in STAGES if before[stage] != after[stage]}
 
 
+def _whisper_model(folder: Path, weights: bytes = b"\1" * 1000) -> Path:
+    """A folder as the whisper source's identity sees it (a CTranslate2 Whisper model's files; never loaded)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "tokenizer.json"):
+        (folder / name).write_text("{}")
+    (folder / "model.bin").write_bytes(weights)
+    return folder
+
+
 def _punctuation_model(folder: Path, config: str = '{"labels": 6}', weights: int = 1000) -> Path:
     """A model folder as model_identity sees it: a config (content counts) and a weights file (size counts)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -80,13 +90,15 @@ def s3d_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture
 def local_world(project: Project, s3d_models: dict[str, Path]) -> World:
-    """A local video with a subtitle file beside it, a punctuation model folder, the S3D-like model."""
+    """A local video with a subtitle file beside it, a punctuation model folder, a Whisper model folder, the
+    S3D-like model."""
     video_file = project.root / "videos" / "clip.mp4"
     video_file.parent.mkdir()
     video_file.write_bytes(b"\0" * 5000)  # fingerprints read the file's identity, not its content
     (project.root / "videos" / "clip.en.vtt").write_text("WEBVTT\n\n00:00.000 --> 00:01.000\nhello\n")
     settings = load_settings(env_file=None, data_dir=project.data, s3d_handle=str(s3d_models["a"]),
-                             punctuation_model=str(_punctuation_model(project.root / "punct")))
+                             punctuation_model=str(_punctuation_model(project.root / "punct")),
+                             whisper_model=str(_whisper_model(project.root / "whisper")))
     video = Video(id="clip", source="local", source_id=str(video_file), url=None)
     return World(settings, video, Params.model_validate({"features": {"extractor": "s3d"}}))
 
@@ -123,6 +135,8 @@ PARAM_CHANGES: dict[str, dict[str, tuple[Any, str | None]]] = {
     "transcript": {
         "sources": (["subtitles", "youtube"], "transcript"), "languages": (["de", "en"], "transcript"),
         "prefer_manual": (False, "transcript"), "dedupe_rolling": (False, "transcript"),
+        "whisper_vad_filter": (False, "transcript"), "whisper_beam_size": (1, "transcript"),
+        "whisper_compute_type": ("float32", "transcript"),
         "task_retries": (9, None), "retry_backoff_s": (1.0, None),
         "howto100m_captions": (ITS_OWN_TEST, None),  # the path is kept out, the file's identity is an input
     },
@@ -171,25 +185,28 @@ def _touch(path: Path, delta_ns: int) -> None:
 
 def test_local_file_identity_is_the_download_s(project: Project, local_world: World) -> None:
     """The local file's path, size and mtime: the download's input (its path is the video's source id, which
-    names its transcript too)."""
+    names its transcript too), and the transcript's when Whisper may hear it."""
     fingerprints = Fingerprints(project)
     video_file = Path(local_world.video.source_id)
     base = fingerprints(local_world)
     _touch(video_file, 1_000_000_000)  # same size, newer
     touched = fingerprints(local_world)
-    assert changed(base, touched) == {"download"}
+    assert changed(base, touched) == {"download", "transcript"}
+    without_whisper = replace(local_world, params=_with(local_world.params, "transcript", sources=["subtitles"]))
+    before = fingerprints(without_whisper)
     with video_file.open("ab") as f:
         f.write(b"\0")
+    assert changed(before, fingerprints(without_whisper)) == {"download"}
     grown = fingerprints(local_world)
-    assert changed(touched, grown) == {"download"}
+    assert changed(touched, grown) == {"download", "transcript"}
     moved = project.root / "elsewhere" / "clip.mp4"
     moved.parent.mkdir()
     shutil.copy2(video_file, moved)  # same size and mtime, another path
     shutil.copy2(video_file.with_suffix(".en.vtt"), moved.with_suffix(".en.vtt"))
     after = fingerprints(replace(local_world, video=Video(id="clip", source="local", source_id=str(moved))))
     assert changed(grown, after) == {"download", "transcript"}
-    video_file.unlink()  # gone: the download must not stay up to date
-    assert changed(grown, fingerprints(local_world)) == {"download"}
+    video_file.unlink()  # gone: the download must not stay up to date, nor a transcript heard from it
+    assert changed(grown, fingerprints(local_world)) == {"download", "transcript"}
 
 
 def test_url_is_the_download_s(project: Project, youtube_world: World) -> None:
@@ -220,6 +237,37 @@ def test_caption_and_subtitle_files_are_the_transcript_s(project: Project, youtu
     assert changed(base, edited) == {"transcript"}
     Path(local_world.video.source_id).with_suffix(".en.vtt").unlink()
     assert changed(edited, fingerprints(local_world)) == {"transcript"}
+
+
+def test_the_whisper_weights_and_the_audio_are_the_transcript_s(project: Project, local_world: World,
+                                                               youtube_world: World) -> None:
+    """The Whisper model's identity is a hash of its files' bytes (weights included), not their path or size; it
+    counts only while `whisper` is a source. A downloaded video's audio is its stored download's sha256."""
+    fingerprints = Fingerprints(project)
+    base = fingerprints(local_world)
+
+    def with_whisper(path: Path | None, world: World = local_world) -> World:
+        settings = world.settings.model_copy(update={"whisper_model": None if path is None else str(path)})
+        return replace(world, settings=settings)
+
+    model = Path(local_world.settings.whisper_model or "")
+    other_weights = _whisper_model(project.root / "w-other", weights=b"\2" * 1000)  # same size, other bytes
+    assert changed(base, fingerprints(with_whisper(other_weights))) == {"transcript"}
+    same = Path(shutil.copytree(model, project.root / "w-copy"))  # the same model at another path
+    assert changed(base, fingerprints(with_whisper(same))) == set()
+    no_whisper = _with(local_world.params, "transcript", sources=["youtube", "howto100m", "subtitles"])
+    assert (fingerprints(replace(with_whisper(other_weights), params=no_whisper))
+            == fingerprints(replace(local_world, params=no_whisper)))
+
+    with pytest.raises(SettingsError, match="VIDEOBERT_WHISPER_MODEL=.*missing model.bin"):
+        fingerprints(with_whisper(project.root / "punct"))  # a folder, not a Whisper model: named at once
+
+    base_rt = project.runtime()
+    rt = Runtime(with_whisper(model, youtube_world).settings, base_rt.db, base_rt.store)
+    video, params = youtube_world.video, youtube_world.params
+    not_downloaded = transcript_fingerprint(rt, video, params)
+    downloaded = transcript_fingerprint(rt, video, params, "e" * 64)
+    assert len({not_downloaded, downloaded, transcript_fingerprint(rt, video, params, "f" * 64)}) == 3
 
 
 def test_the_transcript_and_the_model_are_punctuate_s(project: Project, local_world: World) -> None:

@@ -13,13 +13,14 @@ from videobert.ingest.punctuation import (
     FallbackLabeler,
     ModelLabeler,
     Word,
+    asr_sentences,
     make_labeler,
     model_identity,
     punctuate,
     sentences_from_labels,
     words_from_captions,
 )
-from videobert.ingest.transcripts import Caption
+from videobert.ingest.transcripts import Caption, CaptionWord
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,32 @@ def test_word_times_by_characters_and_uniform() -> None:
     ]
     uniform = words_from_captions(caps, "uniform")
     assert [round(w.end, 3) for w in uniform] == [1.0, 2.0, 3.0]
+
+
+def _spoken(start: float, *words: tuple[str, float]) -> Caption:
+    """A caption as Whisper gives it: each word with its own (start, end)."""
+    timed, t = [], start
+    for text, length in words:
+        timed.append(CaptionWord(t, t + length, text))
+        t += length + 0.1
+    return Caption(timed[0].start, timed[-1].end, " ".join(w.text for w in timed), tuple(timed))
+
+
+def test_asr_sentences_keep_the_recognizer_s_marks_and_word_times() -> None:
+    caps = [_spoken(0.5, ("First,", 0.4), ("whisk", 0.2), ("the", 0.1), ("eggs.", 0.3), ("Then", 0.2)),
+            _spoken(3.0, ("fold", 0.3), ("it", 0.1), ('in!"', 0.2), ("Done", 0.3))]
+    sentences = asr_sentences(caps, PunctuateParams())
+    assert [(s.start, s.end, s.text) for s in sentences] == [
+        (0.5, caps[0].words[3].end, "First, whisk the eggs."),  # marks kept; sentences can span caption lines
+        (caps[0].words[4].start, caps[1].words[2].end, 'Then fold it in!"'),  # a closing quote after the mark
+        (caps[1].words[3].start, caps[1].end, "Done."),
+    ]
+    # words keep their own times (a line's words are not spread over it as for captions without them)
+    assert [w.start for w in words_from_captions(caps)] == [w.start for c in caps for w in c.words]
+    # a recognizer that stops punctuating does not make one sentence of a whole video
+    long = [_spoken(0.0, *[("word", 0.2)] * 7)]
+    assert [s.text for s in asr_sentences(long, PunctuateParams(fallback_max_words=3))] == [
+        "word word word.", "word word word.", "word."]
 
 
 def test_sentences_from_labels_have_disjoint_spans() -> None:

@@ -14,7 +14,9 @@ import youtube_transcript_api
 from videobert.ingest.howto100m import HowTo100MCaptions, MalformedCaptionFileError
 from videobert.ingest.transcripts import (
     Caption,
+    CaptionWord,
     MalformedSubtitleError,
+    Transcript,
     TranscriptUnavailableError,
     find_subtitles,
     from_howto100m,
@@ -234,3 +236,16 @@ def test_malformed_subtitles(tmp_path: Path) -> None:
 def test_rolling_dedupe_keeps_distinct_lines() -> None:
     caps = [Caption(0, 1, "stir"), Caption(1, 2, "stir\nadd salt"), Caption(2, 3, "add salt\nstir again")]
     assert [c.text for c in remove_rolling_duplicates(caps)] == ["stir", "add salt", "stir again"]
+
+
+def test_stored_form_keeps_word_times_and_leaves_the_other_sources_as_they_were() -> None:
+    words = (CaptionWord(0.5, 0.9, "Whisk"), CaptionWord(1.0, 1.4, "it."))
+    spoken = Transcript("whisper", "auto", "en", True, [Caption(0.5, 1.4, "Whisk it.", words)], punctuated=True)
+    assert Transcript.from_json(json.loads(json.dumps(spoken.to_json()))) == spoken
+    subtitles = Transcript("subtitles", None, "en", True, [Caption(0.0, 1.0, "whisk it")])
+    # no `words` or `punctuated` keys: a transcript of these sources stores the bytes it stored before Whisper
+    assert subtitles.to_json() == {"source": "subtitles", "kind": None, "language": "en", "english": True,
+                                   "captions": [{"start": 0.0, "end": 1.0, "text": "whisk it"}], "notes": []}
+    assert Transcript.from_json(subtitles.to_json()) == subtitles
+    # tidying (sorting, cleaning) keeps a caption's words
+    assert tidy(spoken.captions, dedupe=False)[0][0].words == words

@@ -206,18 +206,24 @@ def ingest(
     category: Annotated[list[str] | None, typer.Option(help="HowTo100M category filter (repeatable).")] = None,
     captions: Annotated[Path | None, typer.Option(help="HowTo100M raw_caption.json.")] = None,
     stage: Annotated[list[str] | None, typer.Option(help="Run only these stages (repeatable).")] = None,
+    source: Annotated[list[str] | None, typer.Option(
+        "--source", help="Transcript sources for this run instead of transcript.sources (repeatable): youtube, "
+        "howto100m, subtitles, whisper.")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Videos in flight at once.")] = None,
     force: Annotated[bool, typer.Option(help="Re-run stages that are up to date.")] = False,
     params: Annotated[Path, typer.Option(help="Parameters file.")] = Path("params.yaml"),
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
-    """Register videos from a source and run download, transcript, punctuation and clip features for each."""
+    """Register videos from a source and run download, transcript, punctuation and clip features for each.
+
+    `--video ID --stage transcript --source whisper --force` transcribes chosen videos again by speech recognition.
+    """
     _run_ingest(
         {
             "ids_file": ids and str(ids), "howto100m_csv": howto100m and str(howto100m),
             "local_dir": local and str(local), "video_ids": video, "limit": limit, "categories": category,
             "howto100m_captions": captions and str(captions), "stages": stage, "concurrency": concurrency,
-            "force": force,
+            "force": force, "transcript_sources": source,
         },
         params,
         quiet,

@@ -67,10 +67,12 @@ def test_ingest_runs_skips_and_reruns_exactly_what_changed(project_any: Project)
     assert s2.skipped_before_submit["download"] == {"up to date": 2, "failed permanently": 2}
     assert task_run_names(s2.flow_run_id, 0) == []
 
-    # one video's file changes: only that video's stages that read it run again
+    # one video's file changes: only that video's stages that read it run again (the transcript too, as the
+    # whisper source would hear its audio; then its punctuation, which finds the same transcript)
     make_video(videos / "alpha.mp4", seconds=3, size="160x120")
     s3 = ingest(request=IngestRequest(local_dir=str(videos)), params_file=str(params))
-    assert task_run_names(s3.flow_run_id, 2) == ["download-alpha", "features-alpha"]
+    assert sorted(task_run_names(s3.flow_run_id, 4)) == ["download-alpha", "features-alpha", "punctuate-alpha",
+                                                         "transcript-alpha"]
     assert rt.store.get_bytes("videos/alpha/download/source.mp4") == (videos / "alpha.mp4").read_bytes()
 
     # one stage parameter changes: that stage runs for every video that has its input, nothing else

@@ -55,7 +55,9 @@ class DownloadParams(_Section):
         return self.format.replace("{min_height}", str(self.min_height))
 
 
-TranscriptSource = Literal["youtube", "howto100m", "subtitles"]
+# whisper: offline speech recognition of the video's audio (VIDEOBERT_WHISPER_MODEL), last by default as it
+# costs a model run per video where the others read text that exists
+TranscriptSource = Literal["youtube", "howto100m", "subtitles", "whisper"]
 
 
 class TranscriptParams(_Section):
@@ -64,11 +66,16 @@ class TranscriptParams(_Section):
     # the caption file's identity (not its path) is one of the stage's inputs
     NOT_FINGERPRINTED: ClassVar[frozenset[str]] = frozenset({"task_retries", "retry_backoff_s", "howto100m_captions"})
 
-    sources: list[TranscriptSource] = Field(["youtube", "howto100m", "subtitles"])
+    sources: list[TranscriptSource] = Field(["youtube", "howto100m", "subtitles", "whisper"])
     languages: list[str] = Field(["en"], description="preferred languages, first wins")
     prefer_manual: bool = Field(True, description="a manual transcript beats an auto-generated one")
     howto100m_captions: str | None = Field(None, description="path of HowTo100M's raw_caption.json")
     dedupe_rolling: bool = Field(True, description="drop the repeated lines of rolling auto-captions")
+    whisper_vad_filter: bool = Field(True, description="whisper: skip non-speech with Silero VAD (no text made up "
+                                     "over silence or music)")
+    whisper_beam_size: int = Field(5, ge=1, description="whisper: beam search width (faster-whisper's default)")
+    whisper_compute_type: Literal["auto", "int8", "int8_float16", "float16", "float32"] = Field(
+        "auto", description="whisper: CTranslate2 precision; auto: float16 on a GPU, int8 on the CPU")
     task_retries: int = Field(3, ge=0)
     retry_backoff_s: float = Field(10.0, ge=0)
 

@@ -20,10 +20,11 @@ from videobert.core.storage import ArtifactStore, open_store
 from videobert.db.engine import Database, open_database
 
 if TYPE_CHECKING:
-    from videobert.core.params import FeaturesParams, PunctuateParams
+    from videobert.core.params import FeaturesParams, PunctuateParams, TranscriptParams
     from videobert.features.extractors import ClipExtractor
     from videobert.ingest.howto100m import HowTo100MCaptions
     from videobert.ingest.punctuation import Labeler
+    from videobert.ingest.whisper import WhisperRecognizer
 
 
 @dataclass
@@ -85,6 +86,14 @@ class Runtime:
 
         model = self.settings.punctuation_model
         return self._once(("labeler", params.model_dump_json(), model), lambda: make_labeler(params, model))
+
+    def whisper(self, params: TranscriptParams) -> WhisperRecognizer | None:
+        """The Whisper recognizer (VIDEOBERT_WHISPER_MODEL, else the bundled tiny.en) placed for `params`, loaded
+        once per process; None when there is no model."""
+        from videobert.ingest.whisper import load_recognizer
+
+        model = self.settings.whisper_model
+        return self._once(("whisper", model, params.whisper_compute_type), lambda: load_recognizer(model, params))
 
     def extractor(self, params: FeaturesParams) -> ClipExtractor:
         """The clip feature extractor for `params`, loaded once per process (models are big)."""

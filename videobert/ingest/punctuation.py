@@ -6,6 +6,9 @@ every word with the mark that follows it; a sentence ends at an end mark. A sent
 first word's start to its last word's end, so neighbouring sentences never share a time span, even when they
 come from the same caption line.
 
+A transcript that its recognizer punctuated and timed word by word (Whisper) is split as it is: its own
+marks end the sentences and its own word times bound them (`asr_sentences`, method `asr`); no model runs.
+
 The model is deepmultilingualpunctuation's token classifier, loaded from a local directory or a hub name.
 When no model is configured (or it cannot be loaded) a documented rule-based fallback runs, and the method
 used is recorded per video.
@@ -35,7 +38,7 @@ _STRIP_MARKS_RE = re.compile(r"(?<!\d)[.,;:!?](?!\d)")  # marks outside numbers,
 
 @dataclass(frozen=True)
 class Word:
-    """A word with interpolated times, seconds."""
+    """A word with its times, seconds: interpolated inside its caption line, or the recognizer's own."""
 
     text: str
     start: float
@@ -62,10 +65,14 @@ def words_from_captions(captions: Sequence[Caption], timing: str = "chars") -> l
 
     A line's span ends at its own end or at the next line's start, whichever comes first (YouTube's
     durations are display times and overlap the next line). `timing="chars"` gives each word a share of the
-    span proportional to its length plus one (for the space); `"uniform"` gives equal shares.
+    span proportional to its length plus one (for the space); `"uniform"` gives equal shares. A line that
+    carries its words' own times (a speech recognizer's) keeps them.
     """
     words: list[Word] = []
     for i, cap in enumerate(captions):
+        if cap.words:
+            words.extend(Word(w.text, w.start, w.end) for w in cap.words)
+            continue
         tokens = cap.text.split()
         if not tokens:
             continue
@@ -241,6 +248,38 @@ def punctuate(captions: Sequence[Caption], labeler: Labeler, params: PunctuatePa
     """Timed sentences from timed captions."""
     words = words_from_captions(captions, params.word_timing)
     return sentences_from_labels(words, labeler.label(words), params.sentence_end_labels)
+
+
+ASR_METHOD = "asr"  # the method recorded for sentences split on the recognizer's own punctuation
+_CLOSERS = "\"')]}»”’"  # quotes and brackets that may follow a sentence's end mark
+
+
+def asr_sentences(captions: Sequence[Caption], params: PunctuateParams) -> list[Sentence]:
+    """Sentences of a transcript its recognizer punctuated: its words, marks and times as they are.
+
+    A sentence ends after a word whose last mark (closing quotes and brackets aside) is one of
+    `sentence_end_labels`; as in the fallback, none grows past `fallback_max_words` words (a recognizer that
+    stops punctuating must not make one sentence of a whole video). A sentence without an end mark gets '.'.
+    """
+    ends = tuple(params.sentence_end_labels)
+    out: list[Sentence] = []
+    current: list[Word] = []
+
+    def close() -> None:
+        if not current:
+            return
+        text = " ".join(w.text for w in current)
+        if not text.rstrip(_CLOSERS).endswith((".", "?", "!")):
+            text += "."
+        out.append(Sentence(current[0].start, current[-1].end, text))
+        current.clear()
+
+    for w in words_from_captions(captions, params.word_timing):
+        current.append(w)
+        if w.text.rstrip(_CLOSERS).endswith(ends) or len(current) >= params.fallback_max_words:
+            close()
+    close()
+    return out
 
 
 def sentences_json(sentences: Sequence[Sentence], method: str, language: str | None, english: bool) -> str:

