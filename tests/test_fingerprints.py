@@ -136,7 +136,7 @@ PARAM_CHANGES: dict[str, dict[str, tuple[Any, str | None]]] = {
         "sources": (["subtitles", "youtube"], "transcript"), "languages": (["de", "en"], "transcript"),
         "prefer_manual": (False, "transcript"), "dedupe_rolling": (False, "transcript"),
         "whisper_vad_filter": (False, "transcript"), "whisper_beam_size": (1, "transcript"),
-        "whisper_compute_type": ("float32", "transcript"), "whisper_max_no_speech_prob": (0.9, "transcript"),
+        "whisper_compute_type": ("float32", "transcript"),
         "task_retries": (9, None), "retry_backoff_s": (1.0, None),
         "howto100m_captions": (ITS_OWN_TEST, None),  # the path is kept out, the file's identity is an input
     },

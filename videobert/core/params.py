@@ -74,9 +74,6 @@ class TranscriptParams(_Section):
     whisper_vad_filter: bool = Field(True, description="whisper: skip non-speech with Silero VAD (no text made up "
                                      "over silence or music)")
     whisper_beam_size: int = Field(5, ge=1, description="whisper: beam search width (faster-whisper's default)")
-    whisper_max_no_speech_prob: float = Field(
-        0.6, ge=0, le=1, description="whisper: drop a segment that Whisper itself rates more likely than this to be "
-        "no speech (it makes up words such as 'Mm-hmm.' over music and noise; 0.6 is Whisper's own threshold)")
     whisper_compute_type: Literal["auto", "int8", "int8_float16", "float16", "float32"] = Field(
         "auto", description="whisper: CTranslate2 precision; auto: float16 on a GPU, int8 on the CPU")
     task_retries: int = Field(3, ge=0)

@@ -193,21 +193,12 @@ class WhisperRecognizer:
             vad_filter=params.whisper_vad_filter,
             word_timestamps=True,
         )
-        captions: list[Caption] = []
-        dropped = 0
-        for segment in segments:
-            if segment.no_speech_prob > params.whisper_max_no_speech_prob:
-                dropped += 1
-                continue
-            caption = _caption(segment, info.duration)
-            if caption is not None:
-                captions.append(caption)
+        captions = [c for c in (_caption(s, info.duration) for s in segments) if c is not None]
         elapsed = time.perf_counter() - t0
         p = self.placement
         note = (f"{SOURCE}: {self.label} on {p.device} {p.compute_type}: {info.duration:.1f} s of audio "
                 f"({info.duration_after_vad:.1f} s of speech) in {elapsed:.1f} s; language {info.language}"
-                + (f" (p={info.language_probability:.2f})" if self.multilingual else "")
-                + (f"; dropped {dropped} segments more likely no speech" if dropped else ""))
+                + (f" (p={info.language_probability:.2f})" if self.multilingual else ""))
         if not captions:
             return None, f"{note}; no speech found"
         lang = info.language
