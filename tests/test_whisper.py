@@ -145,6 +145,13 @@ def test_a_wrong_model_setting_names_the_value(tmp_path: Path, monkeypatch: pyte
         assert f"VIDEOBERT_WHISPER_MODEL={value!r}" in str(err.value)
 
 
+def test_an_unknown_source_on_the_command_line_is_named(tmp_path: Path) -> None:
+    from tests.test_cli import run_cli
+
+    r = run_cli("ingest", "--video", "abc", "--stage", "transcript", "--source", "tiktok", cwd=tmp_path)
+    assert r.returncode == 2 and "transcript_sources.0='tiktok'" in r.stderr and "'whisper'" in r.stderr, r.stderr
+
+
 def _register_local(project: Project, folder: Path, media: dict[str, Path]) -> None:
     """spoken: the narration alone; subtitled: the narration with a subtitle file; mute: no audio stream."""
     folder.mkdir(parents=True)

@@ -167,6 +167,13 @@ def verify(
         sys.exit(1)  # not typer.Exit: with standalone_mode=False click returns its code, and main() drops it
 
 
+def _request_error(error: dict) -> str:
+    """One error of an ingest request: the field and the value given when it is about one (e.g. --source tiktok)."""
+    msg = error["msg"].removeprefix("Value error, ")
+    loc = [str(x) for x in error.get("loc", ())]
+    return f"{'.'.join(loc)}={error.get('input')!r}: {msg}" if loc else msg
+
+
 def _run_ingest(request_fields: dict, params: Path, quiet: bool) -> IngestSummary:
     from pydantic import ValidationError
 
@@ -178,7 +185,7 @@ def _run_ingest(request_fields: dict, params: Path, quiet: bool) -> IngestSummar
     try:
         request = IngestRequest(**{k: v for k, v in request_fields.items() if v not in (None, [])})
     except ValidationError as exc:
-        raise SettingsError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+        raise SettingsError("; ".join(_request_error(e) for e in exc.errors())) from None
     # The plan first, without Prefect (nothing is registered yet): when nothing is left to run, no flow run starts.
     planned = plan_request(get_runtime(settings), request, params_file, register=False)
     if planned.nothing_to_run:
