@@ -40,7 +40,15 @@ train:
   eval_steps: 2
   save_steps: 2
   logging_steps: 1
+evaluate:
+  annotations: annotations.json
+  strips: 1
 """
+# YouCook II-format annotations of the three test videos: v2 held out, one sentence each
+ANNOTATIONS = {"database": {f"v{i}": {"subset": "validation" if i == 2 else "training", "duration": 3.0 + i,
+                                      "recipe_type": "test", "annotations": [
+                                          {"id": 0, "segment": [0.0, 3.0], "sentence": "cut the onion ."}]}
+                            for i in range(3)}}
 
 
 def _dvc(project: Project, api: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -58,6 +66,7 @@ def test_dvc_repro_reproduces_the_codebook(project: Project, prefect_api: str, s
     root = project.root
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     params = project.write_params(SMALL)
+    (root / "annotations.json").write_text(json.dumps(ANNOTATIONS))
     for package in ("videobert", "videobert_model"):  # the stages list the code they depend on
         (root / package).symlink_to(REPO / package)
     rt = project.runtime()
@@ -85,6 +94,11 @@ def test_dvc_repro_reproduces_the_codebook(project: Project, prefect_api: str, s
     assert json.loads((root / "metrics/train.json").read_text())["step"] == 2
     shown = _dvc(project, prefect_api, "metrics", "show")
     assert shown.returncode == 0 and "metrics/train.json" in shown.stdout, shown.stdout + shown.stderr
+    # train -> evaluate: the held-out segment scored; metrics for dvc
+    evaluated = json.loads((root / "metrics/evaluate.json").read_text())
+    assert (evaluated["segments"], evaluated["verbs"], evaluated["objects"]) == (1, 1, 1)
+    assert evaluated["verb"]["top1"] == 1.0  # one verb in the vocabulary: always right
+    assert "metrics/evaluate.json" in shown.stdout
 
     # nothing changed: the manifest stage runs (always) but its output is the same, so nothing else does
     second = _dvc(project, prefect_api, "repro")
@@ -92,6 +106,7 @@ def test_dvc_repro_reproduces_the_codebook(project: Project, prefect_api: str, s
     assert "Stage 'codebook' didn't change, skipping" in second.stdout
     assert "Stage 'corpus' didn't change, skipping" in second.stdout
     assert "Stage 'train' didn't change, skipping" in second.stdout
+    assert "Stage 'evaluate' didn't change, skipping" in second.stdout
     assert (root / "dvc.lock").read_text() == lock
     status = _dvc(project, prefect_api, "status")
     assert "corpus" not in status.stdout and "codebook" not in status.stdout, status.stdout

@@ -52,16 +52,14 @@ def segment_tokens(tokens: Sequence[int], start: Sequence[float], end: Sequence[
     return [int(t) for t in np.asarray(tokens)[keep]]
 
 
-def scores(rankings: Sequence[Sequence[str]], truths: Sequence[str], vocab: Sequence[str], prior: Sequence[str],
-           k: int) -> dict[str, float]:
+def scores(rankings: Sequence[Sequence[str]], truths: Sequence[str], vocab: Sequence[str], k: int) -> dict[str, float]:
     """top-1 / top-k accuracy of rankings, chance (a uniformly random ranking) and the frequency prior (the
-    vocabulary split's most frequent words first, whatever the video)."""
-    from videobert.evaluation.metrics import chance_topk, topk_accuracy
+    vocabulary split's most frequent words first, whatever the video: `vocab` is in that order)."""
+    from videobert.evaluation.metrics import chance_topk, frequency_prior_topk, topk_accuracy
 
     return {"top1": topk_accuracy(rankings, truths, 1), f"top{k}": topk_accuracy(rankings, truths, k),
             "chance_top1": chance_topk(len(vocab), 1), f"chance_top{k}": chance_topk(len(vocab), k),
-            "prior_top1": topk_accuracy([list(prior)] * len(truths), truths, 1),
-            f"prior_top{k}": topk_accuracy([list(prior)] * len(truths), truths, k)}
+            "prior_top1": frequency_prior_topk(vocab, truths, 1), f"prior_top{k}": frequency_prior_topk(vocab, truths, k)}
 
 
 def evaluation_key(model_dir: Path, annotations: Path, tokens_index: Path, params: EvaluateParams) -> str:
@@ -75,11 +73,12 @@ def evaluate(rt: Runtime, model_dir: Path, annotations_path: Path, tokens_index_
              out_dir: Path) -> dict[str, Any]:
     """Score a checkpoint folder on annotations; writes `out_dir` (metrics.json, segments.jsonl, confusion and
     text-to-video pictures) and records the run and every segment's result in the database; returns metrics."""
-    from videobert.evaluation.metrics import confusion_matrix, confusion_png
-    from videobert.evaluation.youcook2 import derive_vocabularies, ground_truths, load_annotations
-
     from videobert.db import repository as repo
+    from videobert.evaluation.ground_truth import segment_truths, truths_by_segment
+    from videobert.evaluation.metrics import confusion_matrix, confusion_png
     from videobert.evaluation.pictures import strips_png
+    from videobert.evaluation.vocabulary import derive_vocabularies
+    from videobert.evaluation.youcook2 import load_annotations
     from videobert_model.inference import VideoBertInference
 
     if not (model_dir / "config.json").exists():
@@ -91,11 +90,12 @@ def evaluate(rt: Runtime, model_dir: Path, annotations_path: Path, tokens_index_
         raise DatasetError(f"the tokens index {tokens_index_path} is for codebook {str(index.get('codebook'))[:16]}, "
                            f"the model reads codebook {codebook[:16]}: label the videos with the model's codebook")
     annotations = load_annotations(annotations_path)
-    truths = ground_truths(annotations)
-    vocab_words = set(inference.tokenizer.get_vocab())
-    verbs, objects = derive_vocabularies(annotations, truths, subset=params.vocabulary_subset,
-                                         max_verbs=params.max_verbs, max_objects=params.max_objects,
-                                         min_count=params.min_count, vocab=vocab_words)
+    all_truths = segment_truths(annotations)
+    truths = {key: (t.truth.verb, t.truth.object) for key, t in truths_by_segment(all_truths).items()}
+    verb_vocab, object_vocab = derive_vocabularies(all_truths, subset=params.vocabulary_subset,
+                                                   max_verbs=params.max_verbs, max_objects=params.max_objects,
+                                                   min_count=params.min_count, vocab=set(inference.tokenizer.get_vocab()))
+    verbs, objects = list(verb_vocab.words), list(object_vocab.words)
     if not verbs or not objects:
         raise DatasetError(f"no verb or object vocabulary from the {params.vocabulary_subset!r} split of "
                            f"{annotations_path}")
@@ -110,15 +110,17 @@ def evaluate(rt: Runtime, model_dir: Path, annotations_path: Path, tokens_index_
     metrics: dict[str, Any] = {
         "segments": len(segments), "videos": len({s.video_id for s in segments}), "verbs": len(verbs),
         "objects": len(objects), "skipped": counts,
-        "verb": scores([r[0].words for r in ranked], [s.verb for s in segments], verbs, verbs, k),
-        "object": scores([r[1].words for r in ranked], [s.object for s in segments], objects, objects, k),
+        "ground_truth": all_truths[0].truth.method if all_truths else "none",
+        "vocabulary": {"verbs_excluded_multi_wordpiece": len(verb_vocab.excluded),
+                       "objects_excluded_multi_wordpiece": len(object_vocab.excluded)},
+        "verb": scores([r[0].words for r in ranked], [s.verb for s in segments], verbs, k),
+        "object": scores([r[1].words for r in ranked], [s.object for s in segments], objects, k),
     }
     if params.shuffle_control and len(segments) > 1:
         order = np.random.default_rng(params.seed).permutation(len(segments))
         shuffled = inference.zero_shot([segments[i].tokens for i in order], verbs, objects, params.template)
-        metrics["shuffled_verb"] = scores([r[0].words for r in shuffled], [s.verb for s in segments], verbs, verbs, k)
-        metrics["shuffled_object"] = scores([r[1].words for r in shuffled], [s.object for s in segments], objects,
-                                            objects, k)
+        metrics["shuffled_verb"] = scores([r[0].words for r in shuffled], [s.verb for s in segments], verbs, k)
+        metrics["shuffled_object"] = scores([r[1].words for r in shuffled], [s.object for s in segments], objects, k)
     key = evaluation_key(model_dir, annotations_path, tokens_index_path, params)
     with staged_dir(out_dir) as folder:
         write_json(folder / "metrics.json", metrics)
