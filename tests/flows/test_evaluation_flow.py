@@ -1,0 +1,88 @@
+"""The evaluation flow end to end (a real Prefect flow run) on a tiny checkpoint trained on a known pattern: the
+held-out segments are classified right, the shuffled control falls, every segment's result is in the database,
+and the pictures are written."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import pytest
+
+from flows.evaluation import evaluate_flow
+from tests.conftest import Project
+from tests.helpers.tiny_model import ACTION_TOKEN, OBJECT_TOKEN, OBJECTS, VERBS, train_tiny_model
+from videobert.core.storage import keys
+from videobert.dataset.codebook import CODEBOOKS
+from videobert.db import repository as repo
+
+pytestmark = [pytest.mark.usefixtures("prefect_api"), pytest.mark.slow]
+CODEBOOK = "c" * 64
+CLIP_S = 1.5
+
+
+def _pictures_zip() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for token in range(8):
+            img = io.BytesIO()
+            Image.new("RGB", (16, 16), (30 * token, 100, 200)).save(img, format="JPEG")
+            z.writestr(f"{token:06d}.jpg", img.getvalue())
+    return buf.getvalue()
+
+
+def test_evaluation_flow_on_a_known_pattern(project: Project) -> None:
+    rt = project.runtime()
+    inference = train_tiny_model(codebook_hash=CODEBOOK)
+    inference.model.save_pretrained(project.root / "ckpt")
+    inference.tokenizer.save_pretrained(project.root / "ckpt")
+    rt.store.put_bytes(keys.dataset_artifact(CODEBOOKS, CODEBOOK, "pictures.zip"), _pictures_zip())
+    # six videos, each segment one (verb, object) class over two clips; the last two held out
+    classes = [(v, o) for v in VERBS for o in OBJECTS]
+    database, index = {}, {"codebook": CODEBOOK, "videos": {}}
+    for i in range(6):
+        vid = f"vid{i}"
+        segments, tokens = [], []
+        for j, (verb, obj) in enumerate(classes):
+            segments.append({"id": j, "segment": [2 * j * CLIP_S, (2 * j + 2) * CLIP_S],
+                             "sentence": f"now {verb} the {obj} ."})
+            tokens += [ACTION_TOKEN[verb], OBJECT_TOKEN[obj]]
+        database[vid] = {"subset": "validation" if i >= 4 else "training", "duration": len(tokens) * CLIP_S,
+                         "recipe_type": "test", "annotations": segments}
+        doc = {"codebook": CODEBOOK, "tokens": tokens, "start": [k * CLIP_S for k in range(len(tokens))],
+               "end": [(k + 1) * CLIP_S for k in range(len(tokens))]}
+        index["videos"][vid] = {"key": rt.store.put_json(keys.video_artifact(vid, "tokens", "tokens.json"), doc).key}
+    (project.root / "annotations.json").write_text(json.dumps({"database": database}))
+    (project.root / "tokens.json").write_text(json.dumps(index))
+    params = project.write_params("evaluate:\n  strips: 2\n  strip_tokens: 4\n  top_k: 2\n")
+
+    summary = evaluate_flow(str(project.root / "ckpt"), str(project.root / "annotations.json"),
+                            str(project.root / "tokens.json"), str(project.root / "eval"), str(params))
+    m = summary.metrics
+    assert (m["segments"], m["videos"], m["verbs"], m["objects"]) == (12, 2, 3, 2)
+    assert m["verb"]["top1"] == 1.0 and m["object"]["top1"] == 1.0
+    assert m["verb"]["chance_top1"] == pytest.approx(1 / 3) and m["verb"]["chance_top2"] == pytest.approx(2 / 3)
+    assert m["shuffled_verb"]["top1"] < 0.8 and m["shuffled_object"]["top1"] < 1.0
+    assert m["ground_truth"].startswith("spacy")
+    lines = (project.root / "eval" / "segments.jsonl").read_text().splitlines()
+    assert len(lines) == 12 and json.loads(lines[0])["verb_top"][0] == json.loads(lines[0])["verb"]
+    for name in ("confusion_verbs.png", "confusion_objects.png", "text_to_video.png", "metrics.json"):
+        assert (project.root / "eval" / name).stat().st_size > 0, name
+    run = repo.evaluation_runs(rt.db)[0]
+    assert run["codebook_hash"] == CODEBOOK and run["metrics"]["verb"]["top1"] == 1.0
+    results = repo.evaluation_results(rt.db, run["id"], "vid4")
+    assert len(results) == 6 and all(r["verb_top"][0] == r["verb"] for r in results)
+    # the same evaluation again replaces its record
+    evaluate_flow(str(project.root / "ckpt"), str(project.root / "annotations.json"),
+                  str(project.root / "tokens.json"), str(project.root / "eval"), str(params))
+    assert len(repo.evaluation_runs(rt.db)) == 1
+    # a tokens index for another codebook is refused
+    (project.root / "other.json").write_text(json.dumps({**index, "codebook": "d" * 64}))
+    from videobert.dataset.files import DatasetError
+
+    with pytest.raises(DatasetError, match="codebook"):
+        evaluate_flow(str(project.root / "ckpt"), str(project.root / "annotations.json"),
+                      str(project.root / "other.json"), str(project.root / "eval2"), str(params))
