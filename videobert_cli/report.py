@@ -1,0 +1,61 @@
+"""The demo's report: one self-contained HTML page (pictures inlined) and a short text summary."""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _img(path: Path, alt: str, width: int | None = None) -> str:
+    if not path.exists():
+        return f"<p><em>{html.escape(alt)}: not made ({html.escape(str(path))})</em></p>"
+    data = base64.b64encode(path.read_bytes()).decode()
+    size = f' width="{width}"' if width else ""
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"{size}>' \
+           f"<figcaption>{html.escape(alt)}</figcaption></figure>"
+
+
+def scores_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """(what, figure, model, chance, prior, shuffled) rows of an evaluation's metrics."""
+    rows = []
+    for what in ("verb", "object"):
+        m = metrics[what]
+        control = metrics.get(f"shuffled_{what}", {})
+        for fig in [k for k in m if k.startswith("top")]:
+            rows.append({"what": what, "figure": fig, "model": m[fig], "chance": m[f"chance_{fig}"],
+                         "prior": m[f"prior_{fig}"], "shuffled": control.get(fig)})
+    return rows
+
+
+def write_report(path: Path, *, title: str, facts: Sequence[tuple[str, str]], metrics: dict[str, Any] | None,
+                 pictures: Sequence[tuple[Path, str]], locations: Sequence[tuple[str, str]]) -> Path:
+    """The HTML report: facts (a two-column table), the zero-shot scores beside chance, the frequency prior and
+    the shuffled-video control, the pictures, and where everything is."""
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+             "figure{margin:1.5em 0}img{max-width:100%;border:1px solid #ddd}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>", "<table>"]
+    parts += [f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts]
+    parts.append("</table>")
+    if metrics:
+        parts.append(f"<h2>Zero-shot classification on held-out videos</h2><p>{metrics['segments']} segments of "
+                     f"{metrics['videos']} videos, {metrics['verbs']} verbs, {metrics['objects']} objects; the "
+                     "shuffled control gives each segment another segment's video tokens.</p>")
+        parts.append("<table><tr><th>what</th><th>figure</th><th>model</th><th>chance</th><th>frequency prior</th>"
+                     "<th>shuffled video</th></tr>")
+        for r in scores_rows(metrics):
+            shuffled = "-" if r["shuffled"] is None else f"{r['shuffled']:.1%}"
+            parts.append(f"<tr><td>{r['what']}</td><td>{r['figure']}</td><td><b>{r['model']:.1%}</b></td>"
+                         f"<td>{r['chance']:.1%}</td><td>{r['prior']:.1%}</td><td>{shuffled}</td></tr>")
+        parts.append("</table>")
+    parts += [_img(p, alt) for p, alt in pictures]
+    parts.append("<h2>Where things are</h2><table>")
+    parts += [f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(v)}</code></td></tr>" for k, v in locations]
+    parts.append("</table></body></html>")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts))
+    return path
