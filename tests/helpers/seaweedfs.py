@@ -54,6 +54,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the test process dies, so a killed test run leaves no server."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1  # noqa: N806 - the constant's name in <sys/prctl.h>
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _stop(proc: subprocess.Popen[bytes] | None, grace_s: float = STOP_GRACE_S) -> None:
     if proc is None or proc.poll() is not None:
         return
@@ -104,6 +112,7 @@ class S3Gateway:
                     f"-localSocket={self.root / f's3-{self.port}.sock'}", f"-config={self.identities}",
                 ],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         self._wait_ready(timeout_s, log)
 
@@ -191,6 +200,7 @@ class SeaweedFS:
                     f"-filer.localSocket={self.root / 'filer.sock'}",
                 ],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
                 # master.toml's [master.volume_growth] copy_1 (7 by default): volumes made at a time per collection
                 env={**os.environ, "WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"},
             )
