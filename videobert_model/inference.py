@@ -51,9 +51,9 @@ class VideoBertInference:
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str | None = None) -> VideoBertInference:
         """A checkpoint folder written by the training flow (model + tokenizer)."""
-        from transformers import AutoTokenizer
+        from transformers import BertTokenizerFast
 
-        return cls(VideoBertForPreTraining.from_pretrained(str(folder)), AutoTokenizer.from_pretrained(str(folder)),
+        return cls(VideoBertForPreTraining.from_pretrained(str(folder)), BertTokenizerFast.from_pretrained(str(folder)),
                    device)
 
     # --- inputs ---------------------------------------------------------------------------------------------
@@ -110,7 +110,8 @@ class VideoBertInference:
         for start in range(0, len(segments), self.batch_size):
             chunk = segments[start: start + self.batch_size]
             hidden = self._run([self._layout(text, self.config.visual_ids(list(map(int, s)))) for s in chunk])
-            logits = torch.log_softmax(self.model.text_logits(hidden[:, masks]).float(), dim=-1)  # (b, 2, V)
+            with torch.no_grad():
+                logits = torch.log_softmax(self.model.text_logits(hidden[:, masks]).float(), dim=-1)  # (b, 2, V)
             for row in logits:
                 results.append((_rank(row[0], verb_ids, verbs), _rank(row[1], object_ids, objects)))
         return results
@@ -125,7 +126,8 @@ class VideoBertInference:
         open_positions = set(range(n_tokens))
         while open_positions:
             hidden = self._run([self._layout(text_ids, video)])[0]
-            probs = torch.softmax(self.model.visual_logits(hidden[first: first + n_tokens]).float(), dim=-1)
+            with torch.no_grad():
+                probs = torch.softmax(self.model.visual_logits(hidden[first: first + n_tokens]).float(), dim=-1)
             best_p, best_t = probs.max(dim=-1)
             pos = max(open_positions, key=lambda p: (float(best_p[p]), -p))
             video[pos] = self.config.visual_offset + int(best_t[pos])
@@ -139,7 +141,8 @@ class VideoBertInference:
         for _ in range(n_next):
             masked = [*video, *(self.config.visual_offset + t for t in out), self.config.mask_token_id]
             hidden = self._run([self._layout([], masked)])[0]
-            out.append(int(self.model.visual_logits(hidden[len(masked) + 1]).argmax()))  # +1: [CLS] [>] - 1
+            with torch.no_grad():
+                out.append(int(self.model.visual_logits(hidden[len(masked) + 1]).argmax()))  # +1: [CLS] [>] - 1
         return out
 
     # --- embeddings -----------------------------------------------------------------------------------------
