@@ -79,7 +79,8 @@ def token_pictures(rt: Runtime, manifest: dict[str, Any], book: VisualCodebook, 
     with it (ties: the first in manifest order); found in one pass over the gathered features. Writes
     `pictures.zip` and returns the index and the token counts."""
     vocab = book.vocab_size
-    tokens, dist = book.label_with_distance(gathered.data)
+    tokens = book.label(gathered.data)
+    dist = _leaf_distances(book, gathered.data, tokens)
     counts = np.bincount(tokens, minlength=vocab)
     order = np.lexsort((np.arange(len(tokens)), dist, tokens))
     first = order[np.r_[True, tokens[order][1:] != tokens[order][:-1]]]  # the nearest row of each used token
@@ -99,6 +100,18 @@ def token_pictures(rt: Runtime, manifest: dict[str, Any], book: VisualCodebook, 
                     pictures[str(int(token))] = {"video": entry["id"], "clip": int(best_clip[token]),
                                                  "sq_distance": round(float(best[token]), 4)}
     return {"pictures": pictures, "counts": counts}
+
+
+def _leaf_distances(book: VisualCodebook, data: np.ndarray, tokens: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    """(n,) float64 squared distance of each row to its token's leaf centroid, row by row: equal rows get equal
+    distances wherever they are (a matrix product's rounding depends on a row's place in its block, and the
+    picture of a token is the first of its nearest clips only if ties are exact)."""
+    leaves = book.leaf_centroids()
+    out = np.empty(len(tokens), dtype=np.float64)
+    for start in range(0, len(tokens), chunk):
+        diff = np.asarray(data[start : start + chunk], dtype=np.float64) - leaves[tokens[start : start + chunk]]
+        out[start : start + len(diff)] = np.einsum("nd,nd->n", diff, diff)
+    return out
 
 
 def gallery(out_dir: Path, counts: np.ndarray, pictures: dict[str, Any], n_tokens: int, tile: int) -> Path:
