@@ -25,6 +25,7 @@ from videobert.dataset.tokens import run_tokens, tokens_index, tokens_todo
 from videobert.db import repository as repo
 from videobert.db.models import Codebook
 from videobert.features.clips import FrameReader, load_features
+from videobert.features.extractors import BaselineExtractor
 from videobert.features.stage import run_features
 from videobert.ingest.stages import run_download
 
@@ -48,7 +49,7 @@ def test_manifest_lists_current_features_only(ingested: Project) -> None:
     manifest = build_manifest(rt, PARAMS)
     assert [v["id"] for v in manifest["videos"]] == ["v0", "v1", "v2", "v3"]
     assert manifest["clips"] == sum(v["clips"] for v in manifest["videos"]) == 3 + 4 + 4 + 5
-    assert manifest["dim"] == 128 and manifest["stale"] == []
+    assert manifest["dim"] == BaselineExtractor(20, 30, 224).dim and manifest["stale"] == []
     other = Params(features=FeaturesParams(extractor="baseline", fps=10))
     stale = build_manifest(rt, other)
     assert stale["videos"] == [] and stale["stale"] == ["v0", "v1", "v2", "v3"]
@@ -105,7 +106,7 @@ def test_codebook_is_deterministic_illustrated_and_registered(ingested: Project)
 
     with rt.db.session() as s:
         row = s.scalars(select(Codebook)).one()
-    assert (row.content_hash, row.levels, row.k, row.dim) == (book.content_hash(), 2, 3, 128)
+    assert (row.content_hash, row.levels, row.k, row.dim) == (book.content_hash(), 2, 3, BaselineExtractor(20, 30, 224).dim)
     assert rt.store.exists(f"codebooks/{book.content_hash()}/config.json")
     # another worker loads it from the store by hash
     assert load_codebook(rt, book.content_hash()).content_hash() == book.content_hash()

@@ -75,13 +75,14 @@ def test_unavailable_model_names_the_handle_and_the_cache(tmp_path: Path) -> Non
 def test_baseline(clips: np.ndarray) -> None:
     ex = BaselineExtractor(20, 30, 224)
     out = ex.extract(clips)
-    assert out.shape == (5, ex.dim) == (5, 128)
+    assert out.shape == (5, ex.dim) == (5, 128 + 16)  # whole-picture statistics, then the foreground block
     np.testing.assert_array_equal(ex.extract(clips), out)  # deterministic
     np.testing.assert_array_equal(ex.extract(clips[2:3]), out[2:3])  # batch-independent
     static = np.repeat(clips[:1, :1], 30, axis=1)  # one frame held for the whole clip: no motion
     sout = ex.extract(static)[0]
     assert np.all(sout[48 + 48 : 48 + 48 + 16 + 8] == 0)
+    np.testing.assert_allclose(sout[128 + 5 :], 0, atol=1e-4)  # the foreground's motion figures
     assert not np.allclose(out[0], out[1])
     # colour histograms sum to one per channel
     np.testing.assert_allclose(out[:, :48].reshape(5, 3, 16).sum(axis=2), 1.0, rtol=1e-5)
-    assert ex.identity() == "baseline-colour-motion:v1"
+    assert ex.identity() == "baseline-colour-motion:v2"

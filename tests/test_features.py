@@ -30,7 +30,7 @@ def test_extract_video_writes_features_times_and_frames(tmp_path: Path) -> None:
     features_path, frames_path, n = extract_video(video, ex, params, tmp_path)
     feats = read_features(features_path.read_bytes())
     assert n == len(feats) == 3
-    assert feats.features.shape == (3, 128) and feats.features.dtype == np.float16
+    assert feats.features.shape == (3, ex.dim) and feats.features.dtype == np.float16
     np.testing.assert_allclose(feats.start, [0.0, 1.5, 3.0])
     np.testing.assert_allclose(feats.end, [1.5, 3.0, 3.75])
     assert feats.real_frames.tolist() == [30, 30, 15]
@@ -71,7 +71,7 @@ def test_features_stage_on_both_stores(db: Database, store: ArtifactStore, tmp_p
     assert first.status == "done" and first.outcome["clips"] == 3 and first.outcome["decode_error"] is None
     view = repo.stage_views(db, ["features"])[("clip", "features")]
     feats = load_features(store, view.artifact("features").key)
-    assert feats.features.shape == (3, 128)
+    assert feats.features.shape == (3, BaselineExtractor(20, 30, 224).dim)
     assert run_features(rt, "clip", params).reason == "up to date"
     # a different sampling re-runs the stage
     changed = Params(features=FeaturesParams(extractor="baseline", fps=10))
@@ -89,7 +89,7 @@ def test_changing_the_extractor_reruns_only_features(project: Project, monkeypat
     repo.register_videos(rt.db, [repo.NewVideo("clip", "local", str(src))])
     baseline = Params(features=FeaturesParams(extractor="baseline"))
     run_download(rt, "clip", baseline)
-    assert run_features(rt, "clip", baseline).outcome["dim"] == 128
+    assert run_features(rt, "clip", baseline).outcome["dim"] == BaselineExtractor(20, 30, 224).dim
     from videobert.ingest.plan import plan_ingest
 
     s3d_params = Params(features=FeaturesParams(extractor="s3d"))

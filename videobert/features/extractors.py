@@ -2,9 +2,10 @@
 
 Every extractor takes a batch of clips, uint8 RGB (B, T, H, W, 3), and returns float32 (B, dim).
 
-* `baseline` — colour histograms, spatial colour layout, texture and motion energy of each clip. It needs
-  no weights and runs fast on a CPU; it is a stand-in for development, tests and the demo, not a
-  replacement for S3D: its tokens mean "looks and moves alike", not "same action".
+* `baseline` — colour histograms, spatial colour layout, texture and motion energy of each clip, and the
+  foreground's colour, shape and motion (which way it moves, back and forth or not, growing or squashed,
+  turning). It needs no weights and runs fast on a CPU; it is a stand-in for development, tests and the demo,
+  not a replacement for S3D: its tokens mean "looks and moves alike", not "same action".
 * `s3d` — TF-Hub `deepmind/mil-nce/s3d/1` (S3D trained on HowTo100M with MIL-NCE, the closest public model
   to the paper's S3D): the 1024-d `mixed_5c` output of its `video` signature, which is already averaged over
   time and space.
@@ -60,18 +61,49 @@ class ClipExtractor(ABC):
 
 
 class BaselineExtractor(ClipExtractor):
-    """Colour, layout, texture and motion statistics per clip (no weights). A baseline, not S3D."""
+    """Colour, layout, texture and motion statistics per clip, and how its foreground moves (no weights).
 
-    VERSION = "1"
+    A baseline, not S3D. The first 128 values are whole-picture statistics (v1): colour histograms, a colour
+    layout, motion energy per cell and over time, texture. The foreground block (v2) follows what differs in
+    colour from the picture's border (the background, estimated per clip as the border pixels' median colour):
+    its mean colour, size and elongation, and over the clip's frames its centroid's velocity and back-and-forth
+    travel, its area's and elongation's change, its rotation (the change of its principal axis) and how much its
+    pixels change. Without it, a clip of an object sliding and one of the same object lifted look alike (same
+    colours, similar motion energy); with it they differ in which way the centroid goes.
+    """
+
+    VERSION = "2"
     HIST_BINS = 16  # per RGB channel
     GRID = 4  # layout and motion grid, cells per side
     TIME_SEGMENTS = 8  # motion energy over time
     TEXTURE_CELLS = 8  # 2 x 4 grid of gradient energy
+    # the foreground block, in order (see `_foreground`): its look, then the motion figures (MOTION_UNITS)
+    FOREGROUND_NAMES = ("red", "green", "blue", "size", "elongation",
+                        "velocity_x", "velocity_y", "travel_x", "travel_y", "back_and_forth_x", "back_and_forth_y",
+                        "area_rate", "area_travel", "elongation_travel", "turn", "pixel_change")
+    FOREGROUND_DIMS = len(FOREGROUND_NAMES)
+    # A pixel is foreground by its RGB distance (0..sqrt(3)) from the border colour: none below the first
+    # value, fully above the second, linearly between (board grain and video noise stay below it).
+    FOREGROUND_RAMP = (0.12, 0.24)
+    BORDER = 2  # border width of the subsampled picture used for the background colour, pixels
+    # Rates of change are measured over this many seconds (3 frames at 20 fps): frame-to-frame steps of the
+    # foreground's outline are mostly pixel noise.
+    TRAVEL_LAG_S = 0.15
+    # Units of the motion figures (per second; positions in picture sides, angles in radians, areas as logs),
+    # about a third of what an object moved by hand shows; each figure x becomes sign(x) log(1 + |x| / unit).
+    MOTION_UNITS = (0.05, 0.05, 0.05, 0.05, 0.05, 0.05,  # centroid velocity x, y; travel x, y; back-and-forth x, y
+                    0.1, 0.1,  # log area: rate, travel
+                    0.15,  # elongation travel
+                    1.0,  # turn of the principal axis, either way
+                    0.2)  # mean |gray change| of the foreground's pixels
+    ROUND_SHAPE = 0.2  # mean elongation below which rotation figures fade out: a round shape has no axis to follow
+    FOREGROUND_GAIN = 2.0  # weight of the foreground block against the whole-picture statistics
 
     def __init__(self, fps: float, frames_per_clip: int, frame_size: int, batch_size: int = 32) -> None:
         self.name = "baseline-colour-motion"
         self.fps, self.frames_per_clip, self.frame_size, self.batch_size = fps, frames_per_clip, frame_size, batch_size
-        self.dim = 3 * self.HIST_BINS + 3 * self.GRID**2 + self.GRID**2 + self.TIME_SEGMENTS + self.TEXTURE_CELLS
+        self.dim = (3 * self.HIST_BINS + 3 * self.GRID**2 + self.GRID**2 + self.TIME_SEGMENTS + self.TEXTURE_CELLS
+                    + self.FOREGROUND_DIMS)
 
     def identity(self) -> str:
         return f"{self.name}:v{self.VERSION}"
@@ -108,7 +140,82 @@ class BaselineExtractor(ClipExtractor):
         energy = gx + gy
         eh, ew = energy.shape[1] // 2 * 2, energy.shape[2] // 4 * 4
         texture = energy[:, :eh, :ew].reshape(b, 2, eh // 2, 4, ew // 4).mean(axis=(2, 4)).reshape(b, -1)
-        out = np.concatenate([hist.reshape(b, -1), layout, motion * 4, temporal * 4, texture * 4], axis=1)
+        # 6. the foreground and how it moves: (B, FOREGROUND_DIMS)
+        fg = self._foreground(x, diff)
+        out = np.concatenate([hist.reshape(b, -1), layout, motion * 4, temporal * 4, texture * 4,
+                              fg * self.FOREGROUND_GAIN], axis=1)
+        return out.astype(np.float32)
+
+    def _foreground(self, x: np.ndarray, diff: np.ndarray) -> np.ndarray:
+        """The foreground block of clips `x` (B, T, h, w, 3) in [0, 1], given their |gray difference| `diff`
+        (B, T-1, h, w). Positions are in picture sides from the top left (y down), times in seconds."""
+        b, t, hs, ws, _ = x.shape
+        eps = 1e-6
+        k = self.BORDER
+        # background: the median colour of the border pixels of the first, middle and last frames, (B, 3)
+        edge = x[:, [0, t // 2, t - 1]]
+        ring = np.concatenate([edge[:, :, :k].reshape(b, -1, 3), edge[:, :, -k:].reshape(b, -1, 3),
+                               edge[:, :, k:-k, :k].reshape(b, -1, 3), edge[:, :, k:-k, -k:].reshape(b, -1, 3)], axis=1)
+        background = np.median(ring, axis=1)
+        sq = np.zeros((b, t, hs, ws), np.float32)
+        for c in range(3):  # channel by channel: a third of the temporary memory and time of one broadcast
+            dc = x[..., c] - background[:, c, None, None, None]
+            sq += dc * dc
+        dist = np.sqrt(sq)  # RGB distance from the background (B, T, h, w)
+        lo, hi = self.FOREGROUND_RAMP
+        wgt = np.clip((dist - lo) / (hi - lo), 0.0, 1.0)
+        # moments from the row and column sums (one pass over the pixels each): positions in picture sides
+        py = (np.arange(hs, dtype=np.float32) + 0.5) / hs
+        px = (np.arange(ws, dtype=np.float32) + 0.5) / ws
+        rows, cols = wgt.sum(axis=3), wgt.sum(axis=2)  # (B, T, h), (B, T, w)
+        mass = rows.sum(axis=2) + eps  # (B, T)
+        area = mass / (hs * ws)  # share of the picture
+        cx, cy = cols @ px / mass, rows @ py / mass  # centroid (B, T)
+        mu20 = cols @ px**2 / mass - cx**2  # central second moments
+        mu02 = rows @ py**2 / mass - cy**2
+        mu11 = (wgt @ px) @ py / mass - cx * cy
+        theta = 0.5 * np.arctan2(2 * mu11, mu20 - mu02)  # principal axis, radians in (-pi/2, pi/2]
+        elong = np.sqrt((mu20 - mu02) ** 2 + 4 * mu11**2) / (mu20 + mu02 + eps)  # 0 round .. 1 a line
+        colour = np.matmul(wgt.reshape(b, 1, -1), x.reshape(b, -1, 3))[:, 0] / mass.sum(axis=1)[:, None]  # mean (B, 3)
+
+        fps = self.fps
+        moving = np.zeros((b, len(self.MOTION_UNITS)), np.float32)
+        if t > 1:
+            tc = np.arange(t, dtype=np.float32) / fps
+            tc -= tc.mean()
+            lag = min(t - 1, max(1, round(self.TRAVEL_LAG_S * fps)))
+
+            def slope(series: np.ndarray) -> np.ndarray:  # least-squares rate of change, per second: (B,)
+                return (series * tc).sum(axis=1) / (tc**2).sum()
+
+            def steps(series: np.ndarray) -> np.ndarray:  # change over `lag` frames: (B, T - lag)
+                return series[:, lag:] - series[:, :-lag]
+
+            def travel(series: np.ndarray) -> np.ndarray:  # mean |change| per second, over `lag` frames: (B,)
+                return np.abs(steps(series)).mean(axis=1) * fps / lag
+
+            vx, vy = slope(cx), slope(cy)
+            tx, ty = travel(cx), travel(cy)
+            log_area = np.log(area + 1e-4)  # floored: a clip with no foreground
+            turn = (steps(theta) + np.pi / 2) % np.pi - np.pi / 2  # change of the axis (an axis turns by pi at most)
+            sure = np.minimum(elong[:, lag:], elong[:, :-lag])  # an axis is only as sure as the shape is elongated
+            # radians per second, weighted by that sureness and faded out for round shapes
+            fade = np.minimum(1.0, sure.mean(axis=1) / self.ROUND_SHAPE) * fps / lag / (sure.sum(axis=1) + eps)
+            inside = np.maximum(wgt[:, 1:], wgt[:, :-1])
+            change = (diff * inside).sum(axis=(1, 2, 3)) / (inside.sum(axis=(1, 2, 3)) + eps)
+            raw = np.stack([
+                vx, vy, tx, ty, tx - np.abs(vx), ty - np.abs(vy),  # centroid: velocity, travel, back-and-forth
+                slope(log_area), travel(log_area),  # growing or shrinking, and pulsing
+                travel(elong),  # squashing and stretching
+                (np.abs(turn) * sure).sum(axis=1) * fade,  # rotation, either way
+                change * fps,  # how much the foreground's own pixels change, per second
+            ], axis=1)
+            # sign(x) log(1 + |x| / unit): about 1 at a typical hand motion's size, slowly growing beyond
+            moving = np.sign(raw) * np.log1p(np.abs(raw) / np.array(self.MOTION_UNITS, np.float32))
+        # size (the side of a square of the same area, x 4: a quarter of the picture reads 1) and elongation (x 2);
+        # colour x 2: a step across the colours of the objects weighs about one motion unit
+        shape = np.stack([np.sqrt(area.mean(axis=1)) * 4, elong.mean(axis=1) * 2], axis=1)
+        out = np.concatenate([colour * 2, shape, moving], axis=1)
         return out.astype(np.float32)
 
 
