@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,6 +72,12 @@ def _wait_for(what: str, condition, procs: list[subprocess.Popen[str]], timeout_
         time.sleep(0.1)
 
 
+def _a_video_done(data: Path) -> bool:
+    """Whether one video has its four ingest stages done."""
+    done = Counter(vid for vid, _stage, status, _owner in _rows(data) if status == "done")
+    return any(n == 4 for n in done.values())
+
+
 def _holds_a_running_stage(data: Path, pid: int) -> bool:
     return any(status == "running" and f":{pid}:" in (owner or "") for _, _, status, owner in _rows(data))
 
@@ -105,8 +112,9 @@ def test_interrupted_mid_run_exits_at_once_with_what_finished(
     ids, _ = videos_online
     data = tmp_path / "data"
     proc = _start(tmp_path, _env(data, prefect_api), "ingest", "--ids", str(ids), "--concurrency", "3")
-    # mid-run: one video through all its stages, the slow downloads still going
-    _wait_for("a finished video", lambda: any(s == "features" and st == "done" for _, s, st, _o in _rows(data)), [proc])
+    # mid-run: one video through all its stages, the slow downloads still going (a downloaded video's transcript
+    # runs after its download, side by side with its features: wait for all four)
+    _wait_for("a finished video", lambda: _a_video_done(data), [proc])
     assert _holds_a_running_stage(data, proc.pid)
     sent = time.monotonic()
     proc.send_signal(sig)

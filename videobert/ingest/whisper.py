@@ -65,7 +65,7 @@ def resolve_model(ref: str) -> Path:
     SettingsError naming the value when it is neither a usable folder nor a name that can be had.
     """
     path = Path(ref).expanduser()
-    if path.exists() or os.sep in ref and not _looks_like_hub_id(ref):
+    if path.exists() or (os.sep in ref and not _looks_like_hub_id(ref)):
         if not path.is_dir():
             raise SettingsError(f"{SETTING}={ref!r}: not a folder (give a CTranslate2 Whisper model folder or a name "
                                 "such as small.en)")
@@ -74,6 +74,13 @@ def resolve_model(ref: str) -> Path:
             raise SettingsError(f"{SETTING}={ref!r}: not a CTranslate2 Whisper model folder (missing "
                                 f"{', '.join(missing)})")
         return path.resolve()
+    return _fetch(ref)
+
+
+@functools.lru_cache(maxsize=16)
+def _fetch(ref: str) -> Path:
+    """The Hugging Face cache folder of a faster-whisper name or hub id, fetched if needed; asked once per process
+    (the hub client checks the revision online on every call, and plans fingerprint every video)."""
     from faster_whisper.utils import available_models, download_model
 
     if ref not in available_models() and not _looks_like_hub_id(ref):
@@ -166,7 +173,7 @@ class WhisperRecognizer:
                 raise SettingsError(f"whisper model {folder} cannot be loaded on the CPU with "
                                     f"{placement.compute_type}: {exc}") from None
             log.warning("whisper on the GPU failed (%s); running it on the CPU", exc)
-            placement = choose_cpu(placement)
+            placement = choose_cpu()
             self.model = WhisperModel(str(folder), device="cpu", compute_type=placement.compute_type,
                                       cpu_threads=placement.cpu_threads)
         self.placement = placement
@@ -182,17 +189,22 @@ class WhisperRecognizer:
     def transcribe(self, media: Path, params: TranscriptParams) -> tuple[Transcript | None, str]:
         """The speech of `media`'s first audio stream as a Transcript; (None, why) when it has no audio stream,
         cannot be read, or holds no speech."""
-        why = _audio_problem(media)
+        why = audio_problem(media)
         if why:
             return None, f"{SOURCE}: {why}"
+        import av
+
         t0 = time.perf_counter()
-        segments, info = self.model.transcribe(
-            str(media),
-            language=None if self.multilingual else "en",  # multilingual models detect the language
-            beam_size=params.whisper_beam_size,
-            vad_filter=params.whisper_vad_filter,
-            word_timestamps=True,
-        )
+        try:  # the audio is decoded whole here, before any segment
+            segments, info = self.model.transcribe(
+                str(media),
+                language=None if self.multilingual else "en",  # multilingual models detect the language
+                beam_size=params.whisper_beam_size,
+                vad_filter=params.whisper_vad_filter,
+                word_timestamps=True,
+            )
+        except (av.error.FFmpegError, UnicodeDecodeError) as exc:  # damaged after a readable header
+            return None, f"{SOURCE}: cannot decode the audio of {media.name}: {exc}"
         captions = [c for c in (_caption(s, info.duration) for s in segments) if c is not None]
         elapsed = time.perf_counter() - t0
         p = self.placement
@@ -206,7 +218,7 @@ class WhisperRecognizer:
         return transcript, note
 
 
-def choose_cpu(placement: Placement) -> Placement:
+def choose_cpu() -> Placement:
     """The CPU fallback of a GPU placement."""
     return Placement("cpu", AUTO_COMPUTE_TYPE["cpu"], choose_placement("auto").cpu_threads)
 
@@ -223,7 +235,7 @@ def load_recognizer(setting: str | None, params: TranscriptParams) -> WhisperRec
     return recognizer
 
 
-def _audio_problem(media: Path) -> str | None:
+def audio_problem(media: Path) -> str | None:
     """Why `media` has no audio to transcribe (no audio stream, unreadable), or None when it has."""
     import av
 
