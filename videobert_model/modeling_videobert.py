@@ -167,7 +167,7 @@ class VideoBertForPreTraining(VideoBertPreTrainedModel):
         """A VideoBERT whose encoder, text embeddings, position and segment embeddings come from the pretrained
         BERT in `bert_dir` (its first `num_hidden_layers` layers when that is overridden lower), with its masked-LM
         transform and bias as the text head and its pooler and next-sentence head as the alignment head where the
-        checkpoint has them. Visual embeddings and `[>]` are new: random (BERT's initialiser), or with
+        checkpoint has them. Visual embeddings and `[>]` are new: random at the text rows' spread, or with
         `visual_init="centroids"` the codebook's leaf `centroids` (visual_vocab_size, dim) through a fixed random
         projection (`visual_init_seed`), scaled to the text embeddings' spread.
 
@@ -206,10 +206,16 @@ class VideoBertForPreTraining(VideoBertPreTrainedModel):
             emb = target["bert.embeddings.word_embeddings.weight"]
             emb[: config.text_vocab_size].copy_(source["embeddings.word_embeddings.weight"])
             copied.append("bert.embeddings.word_embeddings.weight[text rows]")
+            # the new rows ([>] and the visual tokens) at the spread of the pretrained text rows: at BERT's
+            # initializer_range they would be a few times smaller than a word's, and after the embeddings'
+            # LayerNorm every visual token would look alike next to the position and segment embeddings
+            text_std = float(emb[: config.text_vocab_size].std())
+            generator = torch.Generator().manual_seed(config.visual_init_seed)
+            emb[config.text_vocab_size:].copy_(torch.randn(emb[config.text_vocab_size:].shape, generator=generator)
+                                               * text_std)
             if config.visual_init == "centroids":
                 if centroids is None or centroids.shape[0] != visual_vocab_size:
                     raise ValueError(f"visual_init='centroids' needs the codebook's {visual_vocab_size} leaf centroids")
-                text_std = float(emb[: config.text_vocab_size].std())
                 emb[config.visual_offset:].copy_(project_centroids(centroids, config.hidden_size, text_std,
                                                                    config.visual_init_seed))
             for ours, theirs in (("text_head.transform.dense.weight", "cls.predictions.transform.dense.weight"),

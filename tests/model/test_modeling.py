@@ -150,6 +150,8 @@ def test_initialisation_keeps_the_pretrained_tensors(minilm: Path) -> None:
     assert "bert.pooler.dense.weight" in report["copied"]
     visual = ours["bert.embeddings.word_embeddings.weight"][model.config.visual_offset:]
     assert visual.std() > 0 and not torch.equal(visual[0], visual[1])
+    # new rows at the spread of the pretrained words (not BERT's smaller initializer_range)
+    assert float(visual.std()) == pytest.approx(float(text_rows.std()), rel=0.2)
 
 
 def test_initialisation_copies_masked_lm_and_next_sentence_heads_where_present(tmp_path: Path) -> None:

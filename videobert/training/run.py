@@ -35,7 +35,7 @@ KEY_CHARS = 16
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 TRAIN_COLUMNS = ("text_ids", "video_tokens", "aligned", "kind")
 TIMING_SUFFIXES = ("_runtime", "_per_second")  # eval figures that say how fast, not how well
-CODE_VERSION = "1"  # bump when a change to the training code changes what a run produces
+CODE_VERSION = "2"  # bump when a change to the training code changes what a run produces
 
 
 
