@@ -22,7 +22,7 @@ from videobert_cli.printing import print_stage_runs
 # learnable demo videos, measured to give 96 % of held-out clips a token whose training clips are mostly of their
 # class; 36, 100 and 125 tokens gave 85 %, 93 % and 88 %), the corpus (segments of 3 or 4 clips: no
 # concatenation, no subsampling, which would leave a sentence one token), and the model and its training (2 layers
-# of the small pretrained MiniLM, a few hundred examples seen about 25 times, twice BERT's text masking so that
+# of the small pretrained MiniLM, a few hundred examples seen about 50 times, twice BERT's text masking so that
 # verbs and objects are masked often enough, a learning rate for so few steps).
 DEMO_PARAMS = """features:
   extractor: baseline
@@ -38,13 +38,13 @@ model:
   layers: 2
   text_mask_probability: 0.3
 train:
-  learning_rate: 3.0e-4
-  warmup_steps: 40
-  max_steps: 400
+  learning_rate: 5.0e-4
+  warmup_steps: 80
+  max_steps: 800
   batch_size: 32
   per_device_batch_size: 32
-  eval_steps: 100
-  save_steps: 200
+  eval_steps: 200
+  save_steps: 400
   logging_steps: 10
 """
 
