@@ -198,9 +198,11 @@ def train(rt: Runtime, params: Params, request: TrainRequest, *, progress: Progr
     from videobert_model.modeling_videobert import VideoBertForPreTraining
 
     if progress is not None:  # the caller shows progress: no loading and saving bars of transformers' own
+        import datasets
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+        datasets.disable_progress_bars()
     bert_dir = request.bert_model or rt.settings.bert_model
     if not bert_dir or not (Path(bert_dir) / "config.json").exists():
         raise SettingsError(f"VIDEOBERT_BERT_MODEL={bert_dir!r} is not a pretrained BERT folder (config.json): the "
