@@ -21,8 +21,9 @@ from videobert_cli.printing import print_stage_runs
 # clips cannot fill 20,736 tokens: 2 levels of k = 8, 64 tokens, two or so per (action, object) class of the
 # learnable demo videos, measured to give 96 % of held-out clips a token whose training clips are mostly of their
 # class; 36, 100 and 125 tokens gave 85 %, 93 % and 88 %), the corpus (segments of 3 or 4 clips: no
-# concatenation, no subsampling, which would leave a sentence one token), and the model and its training (2 layers
-# of the small pretrained MiniLM, a few hundred examples seen about 50 times, twice BERT's text masking so that
+# concatenation, no subsampling, which would leave a sentence one token; a quarter of the pairs negative, as
+# half of a few hundred pairs taught the verbs against another video's tokens too often), and the model and its training (2 layers
+# of the small pretrained MiniLM, a few hundred examples seen about 60 times, twice BERT's text masking so that
 # verbs and objects are masked often enough, a learning rate for so few steps).
 DEMO_PARAMS = """features:
   extractor: baseline
@@ -34,17 +35,18 @@ codebook:
 corpus:
   max_concat: 1
   subsample_max: 1
+  negative_ratio: 0.25
 model:
   layers: 2
   text_mask_probability: 0.3
 train:
   learning_rate: 5.0e-4
-  warmup_steps: 80
-  max_steps: 800
+  warmup_steps: 100
+  max_steps: 1000
   batch_size: 32
   per_device_batch_size: 32
-  eval_steps: 200
-  save_steps: 400
+  eval_steps: 250
+  save_steps: 500
   logging_steps: 10
 """
 
