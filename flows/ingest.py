@@ -10,6 +10,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.artifacts import publish_stage_summary
 from flows.futures import run_per_video
 from flows.ingest_plan import IngestRequest, plan_request
 from flows.summaries import IngestSummary
@@ -52,6 +53,7 @@ def ingest(request: IngestRequest = IngestRequest(), params_file: str = "params.
     logger.info("ingest finished: %s", summary.results or "nothing to do")
     if summary.top_errors:
         logger.info("most frequent errors: %s", [e.model_dump() for e in summary.top_errors])
+    publish_stage_summary(summary, "ingest")
     return summary
 
 

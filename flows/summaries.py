@@ -20,6 +20,7 @@ class ErrorCount(BaseModel):
     stage: str
     error_type: str
     count: int
+    example_video: str | None = Field(None, description="one video that failed so (its stage row holds the error)")
 
 
 class StageRunSummary(BaseModel):
@@ -37,7 +38,7 @@ class StageRunSummary(BaseModel):
         """Fill `results` and `top_errors` from the scheduler's counters."""
         for (stage, status), n in sorted(outcomes.results.items()):
             self.results.setdefault(stage, {})[status] = n
-        self.top_errors = [ErrorCount(stage=s, error_type=e, count=n)
+        self.top_errors = [ErrorCount(stage=s, error_type=e, count=n, example_video=outcomes.examples.get((s, e)))
                            for (s, e), n in outcomes.errors.most_common(TOP_ERRORS)]
 
     def count(self, stage: str, status: str) -> int:
