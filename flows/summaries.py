@@ -33,6 +33,8 @@ class StageRunSummary(BaseModel):
         default_factory=dict, description="stage -> reason -> count, decided from the database before submitting"
     )
     top_errors: list[ErrorCount] = Field(default_factory=list)
+    params_file: str | None = Field(None, description="the params file read, absolute; None: the paper's defaults")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="section.key -> value overridden for this run")
 
     def add_outcomes(self, outcomes: Outcomes) -> None:
         """Fill `results` and `top_errors` from the scheduler's counters."""
@@ -126,6 +128,8 @@ class TrainSummary(BaseModel):
     checkpoints: list[dict[str, Any]] = Field(default_factory=list)
     model_prefix: str | None = None
     loss_curve: str | None = None
+    params_file: str | None = Field(None, description="the params file read, absolute; None: the paper's defaults")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="section.key -> value overridden for this run")
 
 
 class EvaluationSummary(BaseModel):
@@ -135,6 +139,8 @@ class EvaluationSummary(BaseModel):
     checkpoint: str
     annotations: str
     metrics: dict[str, Any]
+    params_file: str | None = Field(None, description="the params file read, absolute; None: the paper's defaults")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="section.key -> value overridden for this run")
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per (what, figure): the model, chance, the frequency prior, the shuffled control."""

@@ -11,11 +11,15 @@ import time
 
 from prefect.utilities.callables import parameter_schema
 
+import pytest
+
 from flows.deployments import build_deployments
+from flows.evaluation import evaluate_flow
 from flows.ingest import ingest
+from flows.training import train_flow
 from tests.conftest import Project
 from tests.helpers.media import make_video
-from videobert.core.params import load_params
+from videobert.core.params import Params, load_params
 from videobert.db import repository as repo
 from videobert.features.stage import run_features
 from videobert.ingest.stages import run_download
@@ -33,10 +37,30 @@ def test_every_flow_has_a_deployment() -> None:
 def test_ingest_parameters_become_a_form() -> None:
     """Prefect builds the UI form from this schema: the request model's fields appear in it."""
     schema = parameter_schema(ingest).model_dump()
-    assert set(schema["properties"]) == {"request", "params_file"}
+    assert set(schema["properties"]) == {"request", "params_file", "overrides"}
     request = schema["definitions"]["IngestRequest"]["properties"]
-    assert {"ids_file", "howto100m_csv", "local_dir", "limit", "concurrency", "retry_error_type", "force"} <= set(request)
+    assert {"youtube", "ids_file", "howto100m_csv", "local_dir", "limit", "concurrency", "retry_error_type",
+            "force"} <= set(request)
     assert request["limit"]["anyOf"][0]["minimum"] == 1
+    assert request["stages"]["items"]["enum"] == ["download", "transcript", "punctuate", "features"]  # a picker
+    assert "relative path resolves against the working folder" in request["local_dir"]["description"]
+
+
+@pytest.mark.parametrize("fn", [ingest, train_flow, evaluate_flow], ids=lambda f: f.name)
+def test_every_form_field_says_what_it_is_and_has_a_default(fn) -> None:  # noqa: ANN001
+    schema = parameter_schema(fn).model_dump()
+    assert not schema.get("required")
+    for name, prop in schema["properties"].items():
+        assert prop.get("description") and "default" in prop, (fn.name, name, prop)
+    for model, definition in schema["definitions"].items():
+        for name, prop in definition["properties"].items():
+            assert prop.get("description"), (model, name)
+            assert "default" in prop or "$ref" in prop, (model, name)  # a section: its fields' defaults
+    # every params.yaml value can be overridden from the form, with its choices as a picker
+    assert set(schema["definitions"]["ParamsOverride"]["properties"]) == set(Params.model_fields)
+    extractor = schema["definitions"]["FeaturesOverride"]["properties"]["extractor"]
+    assert extractor["anyOf"][0]["enum"] == ["s3d", "i3d", "baseline"]
+    assert "relative path resolves against" in schema["properties"]["params_file"]["description"]
 
 
 def _stop(proc: subprocess.Popen[str]) -> str:

@@ -341,6 +341,15 @@ def apply_override(params: Params, override: BaseModel | Mapping[str, Any] | Non
         raise SettingsError(f"invalid override: {_errors(exc)}") from None
 
 
+def override_from_items(items: Mapping[str, Any]) -> BaseModel:
+    """A ParamsOverride from `override_items`' flat form ({"features.extractor": "baseline"})."""
+    raw: dict[str, dict[str, Any]] = {}
+    for key, value in items.items():
+        section, _, name = key.partition(".")
+        raw.setdefault(section, {})[name] = value
+    return parse_override(raw)
+
+
 def override_from_assignments(assignments: Iterable[str]) -> BaseModel:
     """A ParamsOverride from `section.key=value` strings (the CLI's --set); values are read as YAML
     (`features.extractor=baseline`, `transcript.sources=[whisper]`, `train.max_steps=100`)."""

@@ -388,10 +388,11 @@ def _fetch_final(rt: Runtime, run: dict[str, Any], out_dir: Path) -> None:
                         "train again with --force")
 
 
-def train_distributed(params_file: str | None, request: TrainRequest, nproc_per_node: int,
+def train_distributed(params: str | Path | Params | None, request: TrainRequest, nproc_per_node: int,
                       timeout_s: float | None = None) -> TrainResult:
     """`train` in `nproc_per_node` processes under torchrun (DDP; gloo on CPU, NCCL on GPUs) on this machine;
-    the result of the main process. Several machines: run torchrun yourself (see the README)."""
+    the result of the main process. `params`: a params file, or the values themselves (a run's overridden ones,
+    handed to the processes as a file). Several machines: run torchrun yourself (see the README)."""
     import subprocess
     import sys
     import tempfile
@@ -402,6 +403,13 @@ def train_distributed(params_file: str | None, request: TrainRequest, nproc_per_
         req.write_text(json.dumps(asdict(request)))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc_per_node}",
                "-m", "videobert.training.worker", "--request", str(req), "--result", str(res)]
+        if isinstance(params, Params):
+            import yaml
+
+            params_file: str | Path | None = Path(tmp) / "params.yaml"
+            Path(params_file).write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+        else:
+            params_file = params
         if params_file:
             cmd += ["--params", str(params_file)]
         log.info("launching %s", " ".join(cmd))
