@@ -92,6 +92,10 @@ def _api_result(flow_run_id: str) -> dict:
 def test_typed_youtube_ids_are_registered_and_bad_ones_refused(project: Project) -> None:
     summary = ingest(request=IngestRequest(youtube=["dQw4w9WgXcQ", "https://youtu.be/jNQXAC9IVRw?t=3"], stages=[]))
     assert summary.videos == 2 and summary.new_videos == 2
+    # no params.yaml in the working folder: the paper's defaults, and the run's log says so, with the full path
+    assert summary.params_file is None
+    expected = f"params: the paper's built-in defaults (no {Path.cwd() / 'params.yaml'})"
+    assert any(m.startswith(expected) for _, m in flow_run_logs(summary.flow_run_id, expected))
     videos = repo.get_videos(project.runtime().db, ["dQw4w9WgXcQ", "jNQXAC9IVRw"])
     assert {v.url for v in videos.values()} == {"https://www.youtube.com/watch?v=dQw4w9WgXcQ",
                                                  "https://www.youtube.com/watch?v=jNQXAC9IVRw"}
