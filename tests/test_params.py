@@ -102,3 +102,11 @@ def test_a_malformed_assignment_is_refused(text: str) -> None:
 
     with pytest.raises(SettingsError, match="--set"):
         override_from_assignments([text])
+
+
+def test_written_params_read_back_equal(tmp_path: Path) -> None:
+    from videobert.core.params import apply_override, write_params
+
+    params = apply_override(Params(), {"transcript": {"sources": ["whisper"]}, "model": {"layers": 2},
+                                       "train": {"learning_rate": 3e-4}})
+    assert load_params(write_params(params, tmp_path / "p.yaml")) == params != Params()

@@ -274,6 +274,14 @@ def load_params(path: str | Path | None = DEFAULT_PARAMS_FILE) -> Params:
         raise SettingsError(f"invalid parameter in {path}: {_errors(exc)}") from None
 
 
+def write_params(params: Params, path: str | Path) -> Path:
+    """Write `params` as a params file that `load_params` reads back equal (e.g. a run's overridden values, for
+    the processes torchrun starts)."""
+    path = Path(path)
+    path.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+    return path
+
+
 def _errors(exc: ValidationError) -> str:
     """`section.key=value: why` for each error of a validation."""
     parts = []

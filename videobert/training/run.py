@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from videobert.core.errors import SettingsError
-from videobert.core.params import Params
+from videobert.core.params import Params, write_params
 from videobert.core.runtime import Runtime
 from videobert.core.storage import keys, sha256_file
 from videobert.dataset.files import DatasetError, staged_dir, write_json
@@ -403,13 +403,7 @@ def train_distributed(params: str | Path | Params | None, request: TrainRequest,
         req.write_text(json.dumps(asdict(request)))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc_per_node}",
                "-m", "videobert.training.worker", "--request", str(req), "--result", str(res)]
-        if isinstance(params, Params):
-            import yaml
-
-            params_file: str | Path | None = Path(tmp) / "params.yaml"
-            Path(params_file).write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
-        else:
-            params_file = params
+        params_file = write_params(params, Path(tmp) / "params.yaml") if isinstance(params, Params) else params
         if params_file:
             cmd += ["--params", str(params_file)]
         log.info("launching %s", " ".join(cmd))
