@@ -4,42 +4,54 @@ artifacts. `dvc repro` runs the same through `videobert evaluate` (the `evaluate
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 from prefect import flow, get_run_logger
 
+from flows.artifacts import publish_image, publish_table
+from flows.inputs import effective_params, input_path, with_notes
 from flows.summaries import EvaluationSummary
 from tasks.evaluation import evaluate_task
-from videobert.core.params import load_params
+from videobert.core.params import ParamsOverride
 
 
-@flow(name="evaluate")
+@flow(name="evaluate", persist_result=True, result_serializer="json")
+@with_notes
 def evaluate_flow(checkpoint: str = "models/videobert", annotations: str | None = None,
-                  tokens: str = "dataset/tokens.json", out: str = "eval", params_file: str = "params.yaml"
-                  ) -> EvaluationSummary:
-    """Zero-shot classification of `checkpoint` (a trained model folder) on `annotations` (YouCook II format;
-    default: evaluate.annotations of the params file), for the videos of the `tokens` index; results in `out`."""
-    params = load_params(params_file)
-    annotations = annotations or params.evaluate.annotations
-    metrics = evaluate_task(checkpoint, annotations, tokens, out, params_file)
-    summary = EvaluationSummary(out=out, checkpoint=checkpoint, annotations=annotations, metrics=metrics)
-    get_run_logger().info("zero-shot on %d segments: %s", metrics["segments"], summary.headline())
+                  tokens: str = "dataset/tokens.json", out: str = "eval", params_file: str = "params.yaml",
+                  overrides: ParamsOverride = ParamsOverride()) -> EvaluationSummary:  # type: ignore[valid-type]
+    """Zero-shot classification of a trained checkpoint on annotated segments, against chance and a shuffled
+    control.
+
+    Args:
+        checkpoint: a trained model folder (`videobert train` prints it); BASE_NOTE.
+        annotations: annotations in the YouCook II format; empty: evaluate.annotations of the params file (after
+            the overrides); BASE_NOTE.
+        tokens: the tokens index of the labelled videos (`videobert dataset tokens` writes it); BASE_NOTE.
+        out: the folder for metrics.json, segments.jsonl and the pictures; BASE_NOTE.
+        params_file: PARAMS_FILE_NOTE
+        overrides: OVERRIDES_NOTE (the evaluate section is read here).
+    """
+    logger = get_run_logger()
+    effective = effective_params(params_file, overrides, logger)
+    ckpt = input_path(checkpoint, "checkpoint folder", kind="folder")
+    notes = input_path(annotations or effective.params.evaluate.annotations, "annotation file")
+    index = input_path(tokens, "tokens index")
+    folder = input_path(out, "output folder", must_exist=False)
+    metrics = evaluate_task(str(ckpt), str(notes), str(index), str(folder), effective.params_file,
+                            effective.overrides)
+    summary = EvaluationSummary(out=str(folder), checkpoint=str(ckpt), annotations=str(notes), metrics=metrics,
+                                params_file=effective.params_file, overrides=effective.overrides)
+    logger.info("zero-shot on %d segments: %s", metrics["segments"], summary.headline())
     _publish(summary)
     return summary
 
 
 def _publish(summary: EvaluationSummary) -> None:
     """The scores beside chance and the control as a table, the pictures as markdown, for the Prefect UI."""
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
-    create_table_artifact(summary.rows(), key="zero-shot-scores",
-                          description=f"{summary.checkpoint} on {summary.annotations}: "
-                                      f"{summary.metrics['segments']} segments")
-    parts = []
-    for name in ("confusion_verbs.png", "confusion_objects.png", "text_to_video.png"):
-        path = Path(summary.out) / name
-        if path.exists():
-            parts.append(f"### {name}\n\n![{name}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})")
-    if parts:
-        create_markdown_artifact("\n\n".join(parts), key="zero-shot-pictures", description="confusion and strips")
+    publish_table(summary.rows(), "zero-shot-scores",
+                  f"{summary.checkpoint} on {summary.annotations}: {summary.metrics['segments']} segments")
+    for name, title in (("confusion_verbs.png", "Confusion of the verbs"),
+                        ("confusion_objects.png", "Confusion of the objects"),
+                        ("text_to_video.png", "Text to video strips")):
+        publish_image(Path(summary.out) / name, f"zero-shot-{name.removesuffix('.png')}", title)

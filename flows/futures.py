@@ -38,6 +38,7 @@ class Outcomes:
 
     results: Counter[tuple[str, str]] = field(default_factory=Counter)  # (stage, status) -> count
     errors: Counter[tuple[str, str]] = field(default_factory=Counter)  # (stage, error type) -> count
+    examples: dict[tuple[str, str], str] = field(default_factory=dict)  # (stage, error type) -> first video id
 
 
 def run_per_video(
@@ -90,6 +91,7 @@ def run_per_video(
             (vid, stage), status, error_type = next_finished(in_flight)
             if error_type:
                 out.errors[(stage, error_type)] += 1
+                out.examples.setdefault((stage, error_type), vid)
             finish(vid, stage, status)
     finally:
         progress.stop()

@@ -10,11 +10,13 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.artifacts import publish_stage_summary
 from flows.futures import run_per_video
 from flows.ingest_plan import IngestRequest, plan_request
+from flows.inputs import effective_params, with_notes
 from flows.summaries import IngestSummary
 from tasks.ingest import configured
-from videobert.core.params import load_params
+from videobert.core.params import ParamsOverride
 from videobert.core.runtime import get_runtime
 
 __all__ = ["INGEST_TASK_THREADS", "IngestRequest", "ingest", "run_ingest"]
@@ -24,14 +26,25 @@ __all__ = ["INGEST_TASK_THREADS", "IngestRequest", "ingest", "run_ingest"]
 INGEST_TASK_THREADS = 64
 
 
-@flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=INGEST_TASK_THREADS), log_prints=False)
-def ingest(request: IngestRequest = IngestRequest(), params_file: str = "params.yaml") -> IngestSummary:
-    """Register videos and run their ingest stages; returns counts by stage and status, and top errors."""
+@flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=INGEST_TASK_THREADS), log_prints=False,
+      persist_result=True, result_serializer="json")
+@with_notes
+def ingest(request: IngestRequest = IngestRequest(), params_file: str = "params.yaml",
+           overrides: ParamsOverride = ParamsOverride()) -> IngestSummary:  # type: ignore[valid-type]
+    """Register videos and run their ingest stages; returns counts by stage and status, and top errors.
+
+    Args:
+        request: which videos (at most one source: new YouTube ids or URLs, an id file, a HowTo100M csv, a folder
+            of video files, registered ids, or the videos that failed with one error type; none: every registered
+            video) and which stages.
+        params_file: PARAMS_FILE_NOTE
+        overrides: OVERRIDES_NOTE
+    """
     from prefect.runtime import flow_run
 
     logger = get_run_logger()
     rt = get_runtime()
-    planned = plan_request(rt, request, params_file, logger)
+    planned = plan_request(rt, request, params_file, logger, overrides=overrides)
     plan, params, opts, summary = planned.plan, planned.params, planned.opts, planned.summary
     summary.flow_run_id = str(flow_run.id) if flow_run.id else None
     for vid in plan.unknown:
@@ -52,10 +65,12 @@ def ingest(request: IngestRequest = IngestRequest(), params_file: str = "params.
     logger.info("ingest finished: %s", summary.results or "nothing to do")
     if summary.top_errors:
         logger.info("most frequent errors: %s", [e.model_dump() for e in summary.top_errors])
+    publish_stage_summary(summary, "ingest")
     return summary
 
 
-def run_ingest(request: IngestRequest, params_file: str = "params.yaml") -> IngestSummary:
+def run_ingest(request: IngestRequest, params_file: str = "params.yaml",
+               overrides: ParamsOverride | None = None) -> IngestSummary:  # type: ignore[valid-type]
     """Run the flow in this process (the CLI's entry); wrong requests raise SettingsError."""
-    load_params(params_file)  # fail early, before Prefect starts, on a wrong params file
-    return ingest(request=request, params_file=params_file)
+    effective_params(params_file, overrides)  # fail early, before Prefect starts, on a wrong params file or override
+    return ingest(request=request, params_file=params_file, overrides=overrides or ParamsOverride())

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
+from flows.inputs import BASE_NOTE, effective_params, input_path
 from flows.summaries import MAX_LISTED, IngestSummary
-from videobert.core.params import Params, TranscriptSource, load_params
+from videobert.core.params import Params, TranscriptSource, apply_override
 from videobert.core.runtime import Runtime
 from videobert.core.stages import StageOptions
 from videobert.db import repository as repo
@@ -24,38 +25,55 @@ from videobert.ingest.sources import (
     DEFAULT_HOWTO100M_CATEGORIES,
     SourceScan,
     read_howto100m_csv,
+    read_id_entries,
     read_id_file,
     read_local_dir,
 )
+
+StageName = Literal[STAGE_NAMES]  # type: ignore[valid-type]  # the ingest stages, in order: a picker in a form
+SOURCES = ("youtube", "ids_file", "howto100m_csv", "local_dir", "video_ids", "retry_error_type")
 
 
 class IngestRequest(BaseModel):
     """Which videos to ingest and how. Give at most one source; none means every registered video."""
 
-    ids_file: str | None = Field(None, description="text file of YouTube ids or URLs, one per line")
-    howto100m_csv: str | None = Field(None, description="HowTo100M csv (video_id, category_1, ...)")
-    local_dir: str | None = Field(None, description="folder of video files; ids from file names")
-    video_ids: list[str] | None = Field(None, description="registered video ids")
-    retry_error_type: str | None = Field(None, description="re-run only videos that failed with this error type")
-    categories: list[str] = Field(list(DEFAULT_HOWTO100M_CATEGORIES), description="HowTo100M category filter")
-    limit: int | None = Field(None, ge=1, description="take only the first N videos of the source")
-    stages: list[str] = Field(list(STAGE_NAMES), description="stages to run")
+    youtube: list[str] | None = Field(
+        None, description="YouTube video ids or URLs (or other http(s) video URLs) to register and ingest, one per "
+        "entry: type new videos here")
+    ids_file: str | None = Field(None, description=f"text file of YouTube ids or URLs, one per line; {BASE_NOTE}")
+    howto100m_csv: str | None = Field(None, description=f"HowTo100M csv (video_id, category_1, ...); {BASE_NOTE}")
+    local_dir: str | None = Field(None, description=f"folder of video files, ids from file names; {BASE_NOTE}")
+    video_ids: list[str] | None = Field(None, description="video ids registered already (`videobert status`)")
+    retry_error_type: str | None = Field(None, description="re-run only videos that failed with this error type "
+                                         "(e.g. VideoUnavailableError; the `ingest-errors` artifact lists them)")
+    categories: list[str] = Field(list(DEFAULT_HOWTO100M_CATEGORIES),
+                                  description="HowTo100M category filter (howto100m_csv only)")
+    limit: int | None = Field(None, ge=1, description="take only the first N videos of the source (empty: all)")
+    stages: list[StageName] = Field(list(STAGE_NAMES), description="stages to run (each needs the one before it "
+                                    "done, in this run or before)")
     force: bool = Field(False, description="re-run stages that are up to date")
-    concurrency: int | None = Field(None, ge=1, description="videos in flight; default: params ingest.concurrency")
-    howto100m_captions: str | None = Field(None, description="override transcript.howto100m_captions")
+    concurrency: int | None = Field(None, ge=1, description="videos in flight; empty: params ingest.concurrency")
+    howto100m_captions: str | None = Field(
+        None, description=f"HowTo100M raw_caption.json (overrides transcript.howto100m_captions); {BASE_NOTE}")
     transcript_sources: list[TranscriptSource] | None = Field(
         None, description="override transcript.sources for this run, e.g. [whisper] with stages [transcript] and "
-        "force to re-transcribe videos by speech recognition")
+        "force to re-transcribe videos by speech recognition (the same as overrides transcript.sources)")
+
+    @field_validator("youtube")
+    @classmethod
+    def _valid_entries(cls, value: list[str] | None) -> list[str] | None:
+        """Each entry must be a YouTube id or URL, or an http(s) URL: the id file's rules."""
+        if value:
+            scan = read_id_entries((f"youtube[{i}]", v) for i, v in enumerate(value))
+            if scan.rejected:
+                raise ValueError("; ".join(f"{where}: {why}" for where, why in scan.rejected))
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> IngestRequest:
-        given = [n for n in ("ids_file", "howto100m_csv", "local_dir", "video_ids", "retry_error_type")
-                 if getattr(self, n)]
+        given = [n for n in SOURCES if getattr(self, n)]
         if len(given) > 1:
             raise ValueError(f"give at most one source, got {', '.join(given)}")
-        unknown = [s for s in self.stages if s not in STAGE_NAMES]
-        if unknown:
-            raise ValueError(f"unknown stages {unknown}: choose from {list(STAGE_NAMES)}")
         return self
 
 
@@ -74,12 +92,14 @@ class PlannedIngest:
         return not self.plan.todo and not self.unregistered
 
 
-def plan_request(rt: Runtime, request: IngestRequest, params_file: str, logger: Any = None,
-                 register: bool = True) -> PlannedIngest:
+def plan_request(rt: Runtime, request: IngestRequest, params_file: str | None, logger: Any = None,
+                 register: bool = True, overrides: Any = None) -> PlannedIngest:
     """Recover what dead workers of this host left, read the source (registering its videos unless `register`
-    is false), and plan every (video, stage) from the database."""
+    is false), and plan every (video, stage) from the database. `overrides`: a ParamsOverride (or the same as
+    a mapping) applied to the params file's values."""
     logger = logger or logging.getLogger(__name__)
-    params = request_params(request, params_file)
+    effective = effective_params(params_file, overrides, logger if register else None)
+    params = request_params(request, effective.params)
     _recover(rt, logger)
 
     ids, scan, added, unregistered = _select(request, rt.db, register)
@@ -94,34 +114,41 @@ def plan_request(rt: Runtime, request: IngestRequest, params_file: str, logger: 
         videos=len(ids), new_videos=added,
         rejected=(scan.rejected if scan else [])[:MAX_LISTED], rejected_count=len(scan.rejected) if scan else 0,
         unknown_ids=plan.unknown[:MAX_LISTED], submitted={s: plan.count(s) for s in request.stages},
-        skipped_before_submit=plan.skipped,
+        skipped_before_submit=plan.skipped, params_file=effective.params_file,
+        overrides={**effective.overrides, **{f"transcript.{k}": v for k, v in _request_overrides(request).items()}},
     )
     return PlannedIngest(params, opts, plan, summary, unregistered)
 
 
-def request_params(request: IngestRequest, params_file: str) -> Params:
-    """The parameters of the run: the file's, with the request's overrides of the caption file and sources."""
-    params = load_params(params_file)
-    overrides: dict[str, Any] = {}
+def _request_overrides(request: IngestRequest) -> dict[str, Any]:
+    """The transcript values the request itself overrides (its caption file, absolute, and its sources)."""
+    out: dict[str, Any] = {}
     if request.howto100m_captions:
-        overrides["howto100m_captions"] = request.howto100m_captions
+        out["howto100m_captions"] = str(input_path(request.howto100m_captions, "HowTo100M caption file"))
     if request.transcript_sources:
-        overrides["sources"] = list(request.transcript_sources)
-    if overrides:
-        params = params.model_copy(update={"transcript": params.transcript.model_copy(update=overrides)})
-    return params
+        out["sources"] = list(request.transcript_sources)
+    return out
+
+
+def request_params(request: IngestRequest, params: Params) -> Params:
+    """The parameters of the run: `params` with the request's overrides of the caption file and sources."""
+    changes = _request_overrides(request)
+    return apply_override(params, {"transcript": changes}) if changes else params
 
 
 def _select(request: IngestRequest, db: Any, register: bool) -> tuple[list[str], SourceScan | None, int, int]:
     """Register the source's videos (when `register`); return the ids to work on, the scan, how many were new,
     and how many are not registered (when not `register`)."""
     scan: SourceScan | None = None
-    if request.ids_file:
-        scan = read_id_file(request.ids_file, request.limit)
+    if request.youtube:
+        scan = read_id_entries(((f"youtube[{i}]", v) for i, v in enumerate(request.youtube)), request.limit)
+    elif request.ids_file:
+        scan = read_id_file(input_path(request.ids_file, "id file"), request.limit)
     elif request.howto100m_csv:
-        scan = read_howto100m_csv(request.howto100m_csv, request.categories or None, request.limit)
+        scan = read_howto100m_csv(input_path(request.howto100m_csv, "HowTo100M csv"), request.categories or None,
+                                  request.limit)
     elif request.local_dir:
-        scan = read_local_dir(request.local_dir, request.limit)
+        scan = read_local_dir(input_path(request.local_dir, "video folder", kind="folder"), request.limit)
     if scan is not None:
         ids = [v.id for v in scan.videos]
         if not register:

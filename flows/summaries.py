@@ -20,6 +20,7 @@ class ErrorCount(BaseModel):
     stage: str
     error_type: str
     count: int
+    example_video: str | None = Field(None, description="one video that failed so (its stage row holds the error)")
 
 
 class StageRunSummary(BaseModel):
@@ -32,12 +33,14 @@ class StageRunSummary(BaseModel):
         default_factory=dict, description="stage -> reason -> count, decided from the database before submitting"
     )
     top_errors: list[ErrorCount] = Field(default_factory=list)
+    params_file: str | None = Field(None, description="the params file read, absolute; None: the paper's defaults")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="section.key -> value overridden for this run")
 
     def add_outcomes(self, outcomes: Outcomes) -> None:
         """Fill `results` and `top_errors` from the scheduler's counters."""
         for (stage, status), n in sorted(outcomes.results.items()):
             self.results.setdefault(stage, {})[status] = n
-        self.top_errors = [ErrorCount(stage=s, error_type=e, count=n)
+        self.top_errors = [ErrorCount(stage=s, error_type=e, count=n, example_video=outcomes.examples.get((s, e)))
                            for (s, e), n in outcomes.errors.most_common(TOP_ERRORS)]
 
     def count(self, stage: str, status: str) -> int:
@@ -125,6 +128,8 @@ class TrainSummary(BaseModel):
     checkpoints: list[dict[str, Any]] = Field(default_factory=list)
     model_prefix: str | None = None
     loss_curve: str | None = None
+    params_file: str | None = Field(None, description="the params file read, absolute; None: the paper's defaults")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="section.key -> value overridden for this run")
 
 
 class EvaluationSummary(BaseModel):
@@ -134,6 +139,8 @@ class EvaluationSummary(BaseModel):
     checkpoint: str
     annotations: str
     metrics: dict[str, Any]
+    params_file: str | None = Field(None, description="the params file read, absolute; None: the paper's defaults")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="section.key -> value overridden for this run")
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per (what, figure): the model, chance, the frequency prior, the shuffled control."""

@@ -8,13 +8,15 @@ from typing import Any
 from prefect import task
 
 from tasks.common import TASK_OPTIONS
-from videobert.core.params import load_params
+from videobert.core.params import apply_override, load_params, override_from_items
 from videobert.core.runtime import get_runtime
 from videobert.evaluation.zero_shot import evaluate
 
 
 @task(name="zero-shot", **TASK_OPTIONS)
-def evaluate_task(checkpoint: str, annotations: str, tokens: str, out: str, params_file: str | None) -> dict[str, Any]:
-    """Score `checkpoint` on `annotations` (videos labelled in the `tokens` index); returns the metrics."""
-    return evaluate(get_runtime(), Path(checkpoint), Path(annotations), Path(tokens), load_params(params_file).evaluate,
-                    Path(out))
+def evaluate_task(checkpoint: str, annotations: str, tokens: str, out: str, params_file: str | None,
+                  overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Score `checkpoint` on `annotations` (videos labelled in the `tokens` index) with the params file's
+    values and `overrides` ("section.key" -> value); returns the metrics."""
+    params = apply_override(load_params(params_file), override_from_items(overrides or {}))
+    return evaluate(get_runtime(), Path(checkpoint), Path(annotations), Path(tokens), params.evaluate, Path(out))

@@ -41,7 +41,9 @@ os.environ.update(
         "TRANSFORMERS_OFFLINE": "1",
         "PREFECT_HOME": str(_RUN_DIR / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"),
+        # as `videobert_cli.prefect_config`: INFO to the API (flow-run logs), warnings only on the console
+        "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "INFO"),
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": os.environ.get("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING"),
         "DVC_NO_ANALYTICS": "1",
         "DVC_SITE_CACHE_DIR": str(_RUN_DIR / "dvc-site"),
         "TF_CPP_MIN_LOG_LEVEL": "3",

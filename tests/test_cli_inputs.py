@@ -58,6 +58,19 @@ def test_a_mistyped_params_file_is_an_error(tmp_path: Path, command: list[str]) 
     assert f"params file {named} does not exist" in r.stderr
 
 
+@pytest.mark.parametrize(("command", "assignment", "expected"), [
+    (["ingest", "--local", "videos"], "features.extractor=s4d", "features.extractor='s4d': Input should be 's3d'"),
+    (["train"], "train.max_stepz=3", "train.max_stepz=3: Extra inputs are not permitted"),
+    (["evaluate"], "evaluate", "write section.key=value"),
+])
+def test_a_wrong_set_is_refused_before_any_flow(tmp_path: Path, command: list[str], assignment: str,
+                                                expected: str) -> None:
+    (tmp_path / "videos").mkdir()
+    r = run_cli(*command, "--set", assignment, cwd=tmp_path, env={"VIDEOBERT_DATA_DIR": str(tmp_path / "data")})
+    assert r.returncode == 2, r.stderr
+    assert expected in r.stderr and "Traceback" not in r.stderr
+
+
 def test_no_params_yaml_here_uses_the_paper_s_defaults_and_says_so(tmp_path: Path, prefect_api: str) -> None:
     (tmp_path / "videos").mkdir()
     env = {"VIDEOBERT_DATA_DIR": str(tmp_path / "data"), "PREFECT_API_URL": prefect_api}

@@ -151,16 +151,13 @@ def test_bad_requests_get_clear_errors(corpus: tuple[Project, dict]) -> None:
 def test_two_process_ddp_run_under_torchrun(corpus: tuple[Project, dict]) -> None:
     """torchrun with two CPU processes (gloo): each trains on its half of every batch; the main process alone
     records the run and writes the final model."""
-    import yaml
-
     from videobert.training.run import train_distributed
 
     project, doc = corpus
     p = params(max_steps=4, save_steps=2, eval_steps=2, batch_size=16, per_device_batch_size=16)
-    (project.root / "params.yaml").write_text(yaml.safe_dump(p.model_dump(mode="json")))
-    result = train_distributed(str(project.root / "params.yaml"), TrainRequest(out_dir=str(project.root / "ddp")),
-                               nproc_per_node=2, timeout_s=300)
-    assert result.status == "done" and result.steps == 4
+    # the values themselves (a flow's, overrides applied), handed to the processes as a file
+    result = train_distributed(p, TrainRequest(out_dir=str(project.root / "ddp")), nproc_per_node=2, timeout_s=300)
+    assert result.status == "done" and result.steps == 4  # max_steps and the batch sizes below are p's
     runs = repo.training_runs(project.runtime().db)
     assert len(runs) == 1 and runs[0]["status"] == "done" and [c["step"] for c in runs[0]["checkpoints"]] == [2, 4]
     state = json.loads((project.runtime().settings.resolved_data_dir / TRAINING_DIR / result.run_key[:16]

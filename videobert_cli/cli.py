@@ -48,6 +48,17 @@ def _settings():  # noqa: ANN202 - imported lazily so that `--help` stays fast
     return load_settings()
 
 
+SET_HELP = ("Override one params.yaml value for this run: section.key=value, the value read as YAML (repeatable), "
+            "e.g. --set features.extractor=baseline --set train.max_steps=100.")
+
+
+def _overrides(assignments: list[str] | None):  # noqa: ANN202 - a ParamsOverride, imported lazily
+    """The ParamsOverride of the --set options (a wrong key or value: exit 2 before any flow starts)."""
+    from videobert.core.params import override_from_assignments
+
+    return override_from_assignments(assignments or [])
+
+
 def _params_file(params: Path) -> str:
     """Check the params file before any flow starts (a wrong value or a named file that is missing: exit 2); say
     so when `params.yaml` is not here and the paper's defaults are used."""
@@ -174,7 +185,7 @@ def _request_error(error: dict) -> str:
     return f"{'.'.join(loc)}={error.get('input')!r}: {msg}" if loc else msg
 
 
-def _run_ingest(request_fields: dict, params: Path, quiet: bool) -> IngestSummary:
+def _run_ingest(request_fields: dict, params: Path, quiet: bool, assignments: list[str] | None = None) -> IngestSummary:
     from pydantic import ValidationError
 
     from flows.ingest_plan import IngestRequest, plan_request
@@ -182,12 +193,13 @@ def _run_ingest(request_fields: dict, params: Path, quiet: bool) -> IngestSummar
 
     settings = _settings()
     params_file = _params_file(params)
+    overrides = _overrides(assignments)
     try:
         request = IngestRequest(**{k: v for k, v in request_fields.items() if v not in (None, [])})
     except ValidationError as exc:
         raise SettingsError("; ".join(_request_error(e) for e in exc.errors())) from None
     # The plan first, without Prefect (nothing is registered yet): when nothing is left to run, no flow run starts.
-    planned = plan_request(get_runtime(settings), request, params_file, register=False)
+    planned = plan_request(get_runtime(settings), request, params_file, register=False, overrides=overrides)
     if planned.nothing_to_run:
         summary = planned.summary
         console.print("nothing to run: every stage is up to date or skipped (no Prefect flow run started)")
@@ -197,7 +209,7 @@ def _run_ingest(request_fields: dict, params: Path, quiet: bool) -> IngestSummar
         from flows.progress import RichReporter, use_reporter
 
         with use_reporter(CountingReporter(None if quiet else RichReporter(console))):
-            summary = run_ingest(request, params_file)
+            summary = run_ingest(request, params_file, overrides)
     print_stage_runs(console, summary, "ingest results")
     print_locations(console, settings)
     return summary
@@ -209,6 +221,8 @@ def ingest(
     howto100m: Annotated[Path | None, typer.Option("--howto100m", help="HowTo100M csv.")] = None,
     local: Annotated[Path | None, typer.Option("--local", help="Folder of video files.")] = None,
     video: Annotated[list[str] | None, typer.Option("--video", help="A registered video id (repeatable).")] = None,
+    youtube: Annotated[list[str] | None, typer.Option("--youtube", help="A YouTube id or URL to register and "
+                                                      "ingest (repeatable).")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N videos of the source.")] = None,
     category: Annotated[list[str] | None, typer.Option(help="HowTo100M category filter (repeatable).")] = None,
     captions: Annotated[Path | None, typer.Option(help="HowTo100M raw_caption.json.")] = None,
@@ -219,6 +233,7 @@ def ingest(
     concurrency: Annotated[int | None, typer.Option(help="Videos in flight at once.")] = None,
     force: Annotated[bool, typer.Option(help="Re-run stages that are up to date.")] = False,
     params: Annotated[Path, typer.Option(help="Parameters file.")] = Path("params.yaml"),
+    set_: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Register videos from a source and run download, transcript, punctuation and clip features for each.
@@ -228,12 +243,13 @@ def ingest(
     _run_ingest(
         {
             "ids_file": ids and str(ids), "howto100m_csv": howto100m and str(howto100m),
-            "local_dir": local and str(local), "video_ids": video, "limit": limit, "categories": category,
-            "howto100m_captions": captions and str(captions), "stages": stage, "concurrency": concurrency,
-            "force": force, "transcript_sources": source,
+            "local_dir": local and str(local), "video_ids": video, "youtube": youtube, "limit": limit,
+            "categories": category, "howto100m_captions": captions and str(captions), "stages": stage,
+            "concurrency": concurrency, "force": force, "transcript_sources": source,
         },
         params,
         quiet,
+        set_,
     )
 
 
@@ -427,10 +443,12 @@ def train(
                                                    "on).")] = None,
     metrics_file: Annotated[Path | None, typer.Option(help="Also write the final metrics here (dvc metrics).")] = None,
     plots_dir: Annotated[Path | None, typer.Option(help="Also copy DVCLive's plots here (dvc plots).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Pre-train VideoBERT on a corpus version; a run started again resumes from its last checkpoint."""
     params_file = _params_file(params)
+    overrides = _overrides(set_)
     _prefect_ready()
     import shutil
 
@@ -440,7 +458,7 @@ def train(
     reporter = None if quiet else RichReporter(console)
     with use_reporter(reporter) if reporter else contextlib.nullcontext():
         r = train_flow(None if corpus is None else corpus, None if corpus_dir is None else str(corpus_dir),
-                       None if out is None else str(out), params_file, force, stop_after)
+                       None if out is None else str(out), params_file, force, stop_after, overrides)
     what = {"done": "trained", "skipped": "already trained (--force trains it again)",
             "stopped": "stopped; run the same command again to resume"}[r.status]
     console.print(f"run {r.run_key[:16]}: {what}; {r.steps} steps on corpus {r.corpus_hash[:16]} (codebook "
@@ -470,15 +488,17 @@ def evaluate(
     out: Annotated[Path, typer.Option(help="Folder for metrics.json, segments.jsonl and pictures.")] = Path("eval"),
     params: Annotated[Path, typer.Option(help="Parameters file (its evaluate section).")] = Path("params.yaml"),
     metrics_file: Annotated[Path | None, typer.Option(help="Also write the metrics here (dvc metrics).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)] = None,
 ) -> None:
     """Zero-shot verb and object classification of a checkpoint on annotated segments, against chance and a
     shuffled-video control."""
     params_file = _params_file(params)
+    overrides = _overrides(set_)
     _prefect_ready()
     from flows.evaluation import evaluate_flow
 
     r = evaluate_flow(str(checkpoint), None if annotations is None else str(annotations), str(tokens), str(out),
-                      params_file)
+                      params_file, overrides)
     table = Table("what", "figure", "model", "chance", "frequency prior", "shuffled video",
                   title=f"zero-shot on {r.metrics['segments']} segments of {r.metrics['videos']} videos "
                         f"({r.metrics['verbs']} verbs, {r.metrics['objects']} objects)")

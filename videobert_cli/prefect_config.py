@@ -24,7 +24,10 @@ def configure_prefect(settings: Settings, say: Callable[[str], None] | None = No
     from videobert_cli.noise import quiet_prefect_console
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # the progress bar and summary say enough
+    # Flow and task runs log at INFO to the API (the UI's Logs tab shows the plan and the outcome); the console
+    # shows warnings only: the progress bar and the summary say enough there.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_HOME", str(settings.resolved_data_dir / "prefect"))
     home = prefect_home(settings)
     home.mkdir(parents=True, exist_ok=True)  # Prefect does not create it

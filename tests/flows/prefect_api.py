@@ -27,3 +27,30 @@ def task_run_names(flow_run_id: str, expected: int, settle_s: float = 1.5, timeo
         time.sleep(settle_s)
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])))
         return sorted(r.name for r in runs)
+
+
+def flow_run_artifacts(flow_run_id: str) -> dict[str, object]:
+    """The artifacts of a flow run by key: a table's rows (parsed), a markdown artifact's text."""
+    import json
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])))
+    return {a.key: json.loads(a.data) if a.type == "table" else a.data for a in found if a.key}
+
+
+def flow_run_logs(flow_run_id: str, contains: str = "", timeout_s: float = 30.0) -> list[tuple[int, str]]:
+    """(level, message) of a flow run's logs on the server, once one holds `contains` (logs are sent in batches)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while True:
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(flow_run_id)])))
+            found = [(log.level, log.message) for log in logs]
+            if any(contains in m for _, m in found) or time.monotonic() > deadline:
+                return found
+            time.sleep(0.3)

@@ -12,6 +12,7 @@ import pytest
 
 from flows.evaluation import evaluate_flow
 from tests.conftest import Project
+from tests.flows.prefect_api import flow_run_artifacts
 from tests.helpers.tiny_model import ACTION_TOKEN, OBJECT_TOKEN, OBJECTS, VERBS, train_tiny_model
 from videobert.core.storage import keys
 from videobert.dataset.codebook import CODEBOOKS
@@ -76,9 +77,23 @@ def test_evaluation_flow_on_a_known_pattern(project: Project) -> None:
     results = repo.evaluation_results(rt.db, run["id"], "vid4")
     assert len(results) == 6 and all(r["verb_top"][0] == r["verb"] for r in results)
     # the same evaluation again replaces its record
-    evaluate_flow(str(project.root / "ckpt"), str(project.root / "annotations.json"),
-                  str(project.root / "tokens.json"), str(project.root / "eval"), str(params))
+    state = evaluate_flow(str(project.root / "ckpt"), str(project.root / "annotations.json"),
+                          str(project.root / "tokens.json"), str(project.root / "eval"), str(params), return_state=True)
     assert len(repo.evaluation_runs(rt.db)) == 1
+    # what a Prefect UI user reads: the scores beside chance, and the pictures
+    artifacts = flow_run_artifacts(str(state.state_details.flow_run_id))
+    assert set(artifacts) == {"zero-shot-scores", "zero-shot-confusion-verbs", "zero-shot-confusion-objects",
+                              "zero-shot-text-to-video"}
+    verb = next(r for r in artifacts["zero-shot-scores"] if r["what"] == "verb" and r["figure"] == "top1")
+    assert verb["model"] == 1.0 and verb["chance"] == pytest.approx(1 / 3, abs=1e-4)
+    assert "data:image/png;base64," in artifacts["zero-shot-confusion-verbs"]
+    # the evaluate section overridden from the form: another evaluation, recorded with its override
+    again = evaluate_flow(str(project.root / "ckpt"), str(project.root / "annotations.json"),
+                          str(project.root / "tokens.json"), str(project.root / "eval3"), str(params),
+                          {"evaluate": {"top_k": 3}})
+    assert again.overrides == {"evaluate.top_k": 3} and again.params_file == str(params)
+    assert "top3" in again.metrics["verb"] and "top2" not in again.metrics["verb"]
+    assert len(repo.evaluation_runs(rt.db)) == 2
     # a tokens index for another codebook is refused
     (project.root / "other.json").write_text(json.dumps({**index, "codebook": "d" * 64}))
     from videobert.dataset.files import DatasetError

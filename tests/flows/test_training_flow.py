@@ -60,8 +60,11 @@ def test_train_flow_on_postgres_and_s3(prod_project: Project) -> None:
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(runs[0]["flow_run_id"])])))
-    artifacts = {a.key: a for a in found}
+    artifacts = {a.key: a for a in found if a.key}
     assert set(artifacts) == {"training-metrics", "training-loss-curve"}
+    with get_client(sync_client=True) as client:  # the return value, persisted: read back through the API
+        persisted = client.read_flow_run(UUID(runs[0]["flow_run_id"])).state.result()
+    assert persisted["status"] == "done" and persisted["params_file"] == params_file and persisted["overrides"] == {}
     assert "data:image/png;base64," in artifacts["training-loss-curve"].data
     table = artifacts["training-metrics"].data
     rows = json.loads(table) if isinstance(table, str) else table

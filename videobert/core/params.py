@@ -7,11 +7,13 @@ A stage's fingerprint includes its own section, so changing one value re-runs ex
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from videobert.core.errors import SettingsError
 
@@ -269,8 +271,104 @@ def load_params(path: str | Path | None = DEFAULT_PARAMS_FILE) -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        parts = []
-        for err in exc.errors():
-            loc = ".".join(str(x) for x in err["loc"])
-            parts.append(f"{loc}={err.get('input')!r}: {err['msg']}")
-        raise SettingsError(f"invalid parameter in {path}: " + "; ".join(parts)) from None
+        raise SettingsError(f"invalid parameter in {path}: {_errors(exc)}") from None
+
+
+def write_params(params: Params, path: str | Path) -> Path:
+    """Write `params` as a params file that `load_params` reads back equal (e.g. a run's overridden values, for
+    the processes torchrun starts)."""
+    path = Path(path)
+    path.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+    return path
+
+
+def _errors(exc: ValidationError) -> str:
+    """`section.key=value: why` for each error of a validation."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"])
+        parts.append(f"{loc}={err.get('input')!r}: {err['msg']}")
+    return "; ".join(parts)
+
+
+# --- overrides: params.yaml values changed for one run (the Prefect form, `--set section.key=value`) ---
+
+def _optional(model: type[BaseModel], name: str) -> type[BaseModel]:
+    """`model` with every field optional (None: not overridden), same types and constraints, nested sections
+    likewise; unknown keys refused. Derived from the model, so a section or field added later is included."""
+    fields: dict[str, Any] = {}
+    for key, info in model.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            sub = _optional(ann, f"{ann.__name__.removesuffix('Params')}Override")
+            fields[key] = (sub, Field(default_factory=sub, description=(ann.__doc__ or key).strip().splitlines()[0]))
+        else:
+            typed = Annotated[ann, *info.metadata] if info.metadata else ann  # ge/le/... kept
+            note = f"built-in default: {json.dumps(info.default)}"
+            fields[key] = (typed | None, Field(None, description=f"{info.description or key} ({note})"))
+    doc = f"Values of {model.__name__} to override for one run; empty fields keep the params file's values."
+    return create_model(name, __config__=ConfigDict(extra="forbid", frozen=True), __doc__=doc, **fields)
+
+
+#: Every params.yaml value, optional: what a run changes of its params file. Empty (None) keeps the file's value
+#: (a value whose own setting is null cannot be set back to null this way: edit the file).
+ParamsOverride: type[BaseModel] = _optional(Params, "ParamsOverride")
+
+
+def override_items(override: BaseModel | Mapping[str, Any] | None) -> dict[str, Any]:
+    """The values an override sets, flat: {"features.extractor": "baseline", ...} (for logs and summaries)."""
+    if override is None:
+        return {}
+    raw = parse_override(override).model_dump(mode="json", exclude_none=True)
+    return {f"{section}.{k}": v for section, values in raw.items() for k, v in values.items()}
+
+
+def parse_override(override: BaseModel | Mapping[str, Any] | None) -> BaseModel:
+    """A ParamsOverride from a model or a mapping (a form's JSON); SettingsError naming a wrong key or value."""
+    if isinstance(override, ParamsOverride):
+        return override
+    raw = override.model_dump(exclude_none=True) if isinstance(override, BaseModel) else dict(override or {})
+    try:
+        return ParamsOverride.model_validate(raw)
+    except ValidationError as exc:
+        raise SettingsError(f"invalid override: {_errors(exc)}") from None
+
+
+def apply_override(params: Params, override: BaseModel | Mapping[str, Any] | None) -> Params:
+    """`params` with the values `override` sets (a ParamsOverride or the same as a mapping), validated together:
+    a value that is wrong, or wrong beside the others, is a SettingsError naming its key."""
+    changes = {k: v for k, v in parse_override(override).model_dump(exclude_none=True).items() if v}
+    if not changes:
+        return params
+    merged = params.model_dump()
+    for section, values in changes.items():
+        merged[section] = {**merged[section], **values}
+    try:
+        return Params.model_validate(merged)
+    except ValidationError as exc:
+        raise SettingsError(f"invalid override: {_errors(exc)}") from None
+
+
+def override_from_items(items: Mapping[str, Any]) -> BaseModel:
+    """A ParamsOverride from `override_items`' flat form ({"features.extractor": "baseline"})."""
+    raw: dict[str, dict[str, Any]] = {}
+    for key, value in items.items():
+        section, _, name = key.partition(".")
+        raw.setdefault(section, {})[name] = value
+    return parse_override(raw)
+
+
+def override_from_assignments(assignments: Iterable[str]) -> BaseModel:
+    """A ParamsOverride from `section.key=value` strings (the CLI's --set); values are read as YAML
+    (`features.extractor=baseline`, `transcript.sources=[whisper]`, `train.max_steps=100`)."""
+    raw: dict[str, dict[str, Any]] = {}
+    for text in assignments:
+        key, sep, value = text.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not section or not name:
+            raise SettingsError(f"--set {text!r}: write section.key=value, e.g. features.extractor=baseline")
+        try:
+            raw.setdefault(section, {})[name] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise SettingsError(f"--set {text!r}: the value is not valid YAML: {exc}") from None
+    return parse_override(raw)

@@ -101,9 +101,16 @@ def read_id_file(path: str | Path, limit: int | None = None) -> SourceScan:
     path = Path(path)
     if not path.is_file():
         raise SettingsError(f"id file {path} does not exist")
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return read_id_entries(((f"{path.name}:{n}", line) for n, line in enumerate(lines, 1)), limit)
+
+
+def read_id_entries(entries: Iterable[tuple[str, str]], limit: int | None = None) -> SourceScan:
+    """(where, text) entries holding a YouTube id or URL, or another http(s) URL, each (an id file's lines, a
+    form's list); blank entries and '#' comments ignored, a bad one rejected with `where` and the reason."""
     scan = SourceScan()
     found = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    for where, line in entries:
         entry = line.split("#", 1)[0].strip()
         if not entry:
             continue
@@ -113,7 +120,7 @@ def read_id_file(path: str | Path, limit: int | None = None) -> SourceScan:
             try:
                 found.append(_url_video(entry))
             except InvalidIdError as exc:
-                scan.rejected.append((f"{path.name}:{lineno}", str(exc)))
+                scan.rejected.append((where, str(exc)))
     _unique(found, scan)
     return _limited(scan, limit)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from videobert.core.errors import SettingsError
-from videobert.core.params import Params
+from videobert.core.params import Params, write_params
 from videobert.core.runtime import Runtime
 from videobert.core.storage import keys, sha256_file
 from videobert.dataset.files import DatasetError, staged_dir, write_json
@@ -388,10 +388,11 @@ def _fetch_final(rt: Runtime, run: dict[str, Any], out_dir: Path) -> None:
                         "train again with --force")
 
 
-def train_distributed(params_file: str | None, request: TrainRequest, nproc_per_node: int,
+def train_distributed(params: str | Path | Params | None, request: TrainRequest, nproc_per_node: int,
                       timeout_s: float | None = None) -> TrainResult:
     """`train` in `nproc_per_node` processes under torchrun (DDP; gloo on CPU, NCCL on GPUs) on this machine;
-    the result of the main process. Several machines: run torchrun yourself (see the README)."""
+    the result of the main process. `params`: a params file, or the values themselves (a run's overridden ones,
+    handed to the processes as a file). Several machines: run torchrun yourself (see the README)."""
     import subprocess
     import sys
     import tempfile
@@ -402,6 +403,7 @@ def train_distributed(params_file: str | None, request: TrainRequest, nproc_per_
         req.write_text(json.dumps(asdict(request)))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc_per_node}",
                "-m", "videobert.training.worker", "--request", str(req), "--result", str(res)]
+        params_file = write_params(params, Path(tmp) / "params.yaml") if isinstance(params, Params) else params
         if params_file:
             cmd += ["--params", str(params_file)]
         log.info("launching %s", " ".join(cmd))
