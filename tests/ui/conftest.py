@@ -31,6 +31,7 @@ CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; Playwright drives it t
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 SERVER_START_S = 120  # first start migrates the server's SQLite database: slow on a busy small machine
 SERVE_REGISTER_S = 120
+DATABASE_TIMEOUT_S = 60
 VIEWPORT = {"width": 1280, "height": 800}
 _SAVED: list[Path] = []
 
@@ -85,7 +86,9 @@ def prefect_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectUI]:
     server = PrefectUI(f"http://127.0.0.1:{port}")
     home = tmp_path_factory.mktemp("prefect-ui-home")
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_UI_API_URL": server.api_url,
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           # on a busy machine a request may wait on SQLite's lock longer than the default 10 s (then: 503)
+           "PREFECT_SERVER_DATABASE_TIMEOUT": str(DATABASE_TIMEOUT_S)}
     env.pop("PREFECT_API_URL", None)
     prefect = Path(sys.executable).with_name("prefect")
     log = (home / "server.log").open("w")
