@@ -88,7 +88,8 @@ def prefect_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectUI]:
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_UI_API_URL": server.api_url,
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            # on a busy machine a request may wait on SQLite's lock longer than the default 10 s (then: 503)
-           "PREFECT_SERVER_DATABASE_TIMEOUT": str(DATABASE_TIMEOUT_S)}
+           "PREFECT_SERVER_DATABASE_TIMEOUT": str(DATABASE_TIMEOUT_S),
+           "PREFECT_API_LOG_RETRYABLE_ERRORS": "true"}  # why a request was answered 503, in the server's log
     env.pop("PREFECT_API_URL", None)
     prefect = Path(sys.executable).with_name("prefect")
     log = (home / "server.log").open("w")
