@@ -33,6 +33,7 @@ SERVER_START_S = 120  # first start migrates the server's SQLite database: slow 
 SERVE_REGISTER_S = 120
 DATABASE_TIMEOUT_S = 60
 VIEWPORT = {"width": 1280, "height": 800}
+SETTLE_MS = 500  # a page fades in after navigating: let it finish before a screenshot
 _SAVED: list[Path] = []
 
 
@@ -42,6 +43,7 @@ def save_screenshot(page, name: str) -> Path:  # noqa: ANN001
         shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
+    page.wait_for_timeout(SETTLE_MS)
     page.screenshot(path=str(path))
     _SAVED.append(path)
     return path
