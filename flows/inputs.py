@@ -24,8 +24,8 @@ __all__ = ["BASE_NOTE", "OVERRIDES_NOTE", "PARAMS_FILE_NOTE", "EffectiveParams",
 BASE_NOTE = ("a relative path resolves against the working folder of the process that runs the flow (where "
              "`videobert serve` was started; each run logs it)")
 PARAMS_FILE_NOTE = (f"the params file (YAML, sections of videobert/core/params.py); {BASE_NOTE}. Only the default "
-                    f"`{DEFAULT_PARAMS_FILE}` may be missing: then the paper's built-in defaults are used and the run "
-                    "logs a warning; any other file that is missing is an error")
+                    f"`{DEFAULT_PARAMS_FILE}` may be missing: then the paper's built-in defaults are used and the "
+                    "run's log says so; any other file that is missing is an error. Empty: the paper's defaults")
 OVERRIDES_NOTE = ("params.yaml values changed for this run only (empty fields keep the file's values); they enter "
                   "the fingerprints like the file's values, so the stages that read them run again")
 
@@ -72,17 +72,15 @@ def effective_params(params_file: str | None, overrides: BaseModel | dict[str, A
                      logger: Any = None) -> EffectiveParams:
     """The params file's values (see PARAMS_FILE_NOTE) with `overrides` applied and validated; logs both."""
     logger = logger or logging.getLogger(__name__)
+    path: str | None = None
     if not params_file:
-        params, source = Params(), None
+        params, shown = Params(), "the paper's built-in defaults"
     elif Path(params_file) == DEFAULT_PARAMS_FILE and not input_path(params_file, "", must_exist=False).exists():
-        params, source = Params(), f"the paper's built-in defaults (no {input_path(params_file, '', must_exist=False)})"
+        params, shown = Params(), f"the paper's built-in defaults (no {input_path(params_file, '', must_exist=False)})"
     else:
-        full = input_path(params_file, "params file")
-        params, source = load_params(full), str(full)
+        path = str(input_path(params_file, "params file"))
+        params, shown = load_params(path), path
     changed = override_items(overrides)
     params = apply_override(params, overrides)
-    logger.info("params: %s%s; working folder %s", source or "the paper's built-in defaults",
-                f", overridden: {changed}" if changed else "", base_dir())
-    return EffectiveParams(params=params, params_file=source if source and Path(source).is_absolute() else None,
-                           overrides=changed)
-
+    logger.info("params: %s%s; working folder %s", shown, f", overridden: {changed}" if changed else "", base_dir())
+    return EffectiveParams(params=params, params_file=path, overrides=changed)
