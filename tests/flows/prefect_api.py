@@ -1,7 +1,10 @@
-"""Reading task runs back from the Prefect server."""
+"""Reading task runs back from the Prefect server; stopping the Prefect processes a test started."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import time
 from uuid import UUID
 
@@ -27,3 +30,17 @@ def task_run_names(flow_run_id: str, expected: int, settle_s: float = 1.5, timeo
         time.sleep(settle_s)
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])))
         return sorted(r.name for r in runs)
+
+
+def stop_session(proc: subprocess.Popen[str]) -> str:
+    """Stop a process started in its own session and what it started, politely first; the end of its output."""
+    for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        if proc.poll() is not None:
+            break
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=wait_s)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            continue
+    out = proc.stdout.read() if proc.stdout else ""
+    return out[-3000:]

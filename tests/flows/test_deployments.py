@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from prefect.utilities.callables import parameter_schema
 from flows.deployments import build_deployments
 from flows.ingest import ingest
 from tests.conftest import Project
+from tests.flows.prefect_api import stop_session
 from tests.helpers.media import make_video
 from videobert.core.params import load_params
 from videobert.db import repository as repo
@@ -37,20 +37,6 @@ def test_ingest_parameters_become_a_form() -> None:
     request = schema["definitions"]["IngestRequest"]["properties"]
     assert {"ids_file", "howto100m_csv", "local_dir", "limit", "concurrency", "retry_error_type", "force"} <= set(request)
     assert request["limit"]["anyOf"][0]["minimum"] == 1
-
-
-def _stop(proc: subprocess.Popen[str]) -> str:
-    """Stop the serving process and what it started (its own session), politely first; its output."""
-    for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        if proc.poll() is not None:
-            break
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=wait_s)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            continue
-    out = proc.stdout.read() if proc.stdout else ""
-    return out[-3000:]
 
 
 def test_serve_registers_every_deployment_and_runs_a_flow_run_started_through_the_api(
@@ -77,7 +63,7 @@ def test_serve_registers_every_deployment_and_runs_a_flow_run_started_through_th
                 deployments = {d.name: d for d in client.read_deployments() if "videobert" in (d.tags or [])}
                 if sorted(deployments) == FLOWS:
                     break
-                assert proc.poll() is None, _stop(proc)
+                assert proc.poll() is None, stop_session(proc)
                 assert time.monotonic() < deadline, f"deployments registered: {sorted(deployments)}"
                 time.sleep(0.5)
             # started from the API with the form's defaults, as a user does from the UI
@@ -86,12 +72,12 @@ def test_serve_registers_every_deployment_and_runs_a_flow_run_started_through_th
                 state = client.read_flow_run(flow_run.id).state
                 if state is not None and state.is_final():
                     break
-                assert proc.poll() is None, _stop(proc)
+                assert proc.poll() is None, stop_session(proc)
                 assert time.monotonic() < deadline, f"flow run still {state and state.name}"
                 time.sleep(0.5)
-        assert state.is_completed(), (state, _stop(proc))
+        assert state.is_completed(), (state, stop_session(proc))
     finally:
-        _stop(proc)
+        stop_session(proc)
     assert proc.poll() is not None  # the serving process is gone
     manifest = json.loads((project.root / "dataset" / "manifest.json").read_text())  # in the worker's folder
     assert [v["id"] for v in manifest["videos"]] == ["clip"]
