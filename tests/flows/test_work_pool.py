@@ -42,9 +42,20 @@ def _cleanup(pool: str) -> None:
         client.delete_work_pool(pool)
 
 
-def test_deploy_to_a_missing_pool_says_how_to_create_it(project: Project, prefect_api: str) -> None:
+def test_deploy_to_a_missing_pool_or_one_of_another_type_says_what_to_do(project: Project, prefect_api: str) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
     with pytest.raises(VideobertError, match="no work pool 'nowhere'.*--create-pool"):
         deploy_to_pool("nowhere", project.root)
+    pool = f"videobert-test-{uuid4().hex[:8]}"
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name=pool, type="kubernetes"))
+    try:
+        with pytest.raises(VideobertError, match="of type 'kubernetes'.*'process' pool"):
+            deploy_to_pool(pool, project.root, create_pool=True)
+    finally:
+        _cleanup(pool)
 
 
 def test_two_workers_drain_one_pool(project: Project, prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> None:
