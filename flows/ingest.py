@@ -13,6 +13,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.futures import run_per_video
 from flows.ingest_plan import IngestRequest, plan_request
 from flows.summaries import IngestSummary
+from flows.task_runners import StageRunner, stage_submitter
 from tasks.ingest import configured
 from videobert.core.params import load_params
 from videobert.core.runtime import get_runtime
@@ -25,8 +26,10 @@ INGEST_TASK_THREADS = 64
 
 
 @flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=INGEST_TASK_THREADS), log_prints=False)
-def ingest(request: IngestRequest = IngestRequest(), params_file: str = "params.yaml") -> IngestSummary:
-    """Register videos and run their ingest stages; returns counts by stage and status, and top errors."""
+def ingest(request: IngestRequest = IngestRequest(), params_file: str = "params.yaml",
+           task_runner: StageRunner = StageRunner.threads) -> IngestSummary:
+    """Register videos and run their ingest stages (on `task_runner`: the flow's threads, or a local Dask cluster of
+    one process per video in flight); returns counts by stage and status, and top errors."""
     from prefect.runtime import flow_run
 
     logger = get_run_logger()
@@ -46,8 +49,10 @@ def ingest(request: IngestRequest = IngestRequest(), params_file: str = "params.
 
     tasks = configured(params)
     kwargs = {"params": params, "force": opts.force, "retry_permanent": opts.retry_permanent}
-    outcomes = run_per_video(plan.todo, lambda vid, stage: tasks[stage].submit(vid, **kwargs), plan.upstream,
-                             request.concurrency or params.ingest.concurrency, "ingest")
+    concurrency = request.concurrency or params.ingest.concurrency
+    with stage_submitter(task_runner, concurrency) as submit:
+        outcomes = run_per_video(plan.todo, lambda vid, stage: submit(tasks[stage], vid, **kwargs), plan.upstream,
+                                 concurrency, "ingest")
     summary.add_outcomes(outcomes)
     logger.info("ingest finished: %s", summary.results or "nothing to do")
     if summary.top_errors:

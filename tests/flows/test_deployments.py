@@ -33,7 +33,9 @@ def test_every_flow_has_a_deployment() -> None:
 def test_ingest_parameters_become_a_form() -> None:
     """Prefect builds the UI form from this schema: the request model's fields appear in it."""
     schema = parameter_schema(ingest).model_dump()
-    assert set(schema["properties"]) == {"request", "params_file"}
+    assert set(schema["properties"]) == {"request", "params_file", "task_runner"}
+    assert schema["properties"]["task_runner"]["default"] == "threads"  # a choice per run: threads or Dask
+    assert schema["definitions"]["StageRunner"]["enum"] == ["threads", "dask"]
     request = schema["definitions"]["IngestRequest"]["properties"]
     assert {"ids_file", "howto100m_csv", "local_dir", "limit", "concurrency", "retry_error_type", "force"} <= set(request)
     assert request["limit"]["anyOf"][0]["minimum"] == 1
