@@ -1,9 +1,12 @@
-# Image for Prefect workers (and one-off CLI runs) on users' machines; used by docker-compose.yml.
+# Image for Prefect workers (and one-off CLI runs) on users' machines; used by docker-compose.yml, which mounts the
+# users' folder at /work and starts the flow runs there. The project is installed here, in /app: the work pool's
+# deployments import the flows from it (flows.ingest.ingest ...). /app/params.yaml is the project's, copied into
+# the users' folder by docker-compose when that has none.
 FROM python:3.11-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg default-jre-headless git \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-COPY pyproject.toml constraints.txt README.md ./
+COPY pyproject.toml constraints.txt README.md params.yaml ./
 COPY videobert ./videobert
 COPY videobert_model ./videobert_model
 COPY tasks ./tasks

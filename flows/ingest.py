@@ -15,6 +15,7 @@ from flows.futures import run_per_video
 from flows.ingest_plan import IngestRequest, plan_request
 from flows.inputs import effective_params, with_notes
 from flows.summaries import IngestSummary
+from flows.task_runners import StageRunner, stage_submitter
 from tasks.ingest import configured
 from videobert.core.params import ParamsOverride
 from videobert.core.runtime import get_runtime
@@ -30,7 +31,8 @@ INGEST_TASK_THREADS = 64
       persist_result=True, result_serializer="json")
 @with_notes
 def ingest(request: IngestRequest = IngestRequest(), params_file: str = "params.yaml",
-           overrides: ParamsOverride = ParamsOverride()) -> IngestSummary:  # type: ignore[valid-type]
+           overrides: ParamsOverride = ParamsOverride(),  # type: ignore[valid-type]
+           task_runner: StageRunner = StageRunner.threads) -> IngestSummary:
     """Register videos and run their ingest stages; returns counts by stage and status, and top errors.
 
     Args:
@@ -39,6 +41,8 @@ def ingest(request: IngestRequest = IngestRequest(), params_file: str = "params.
             video) and which stages.
         params_file: PARAMS_FILE_NOTE
         overrides: OVERRIDES_NOTE
+        task_runner: where the per-video stages run: the flow's threads, or a local Dask cluster of one process
+            per video in flight.
     """
     from prefect.runtime import flow_run
 
@@ -59,8 +63,10 @@ def ingest(request: IngestRequest = IngestRequest(), params_file: str = "params.
 
     tasks = configured(params)
     kwargs = {"params": params, "force": opts.force, "retry_permanent": opts.retry_permanent}
-    outcomes = run_per_video(plan.todo, lambda vid, stage: tasks[stage].submit(vid, **kwargs), plan.upstream,
-                             request.concurrency or params.ingest.concurrency, "ingest")
+    concurrency = request.concurrency or params.ingest.concurrency
+    with stage_submitter(task_runner, concurrency) as submit:
+        outcomes = run_per_video(plan.todo, lambda vid, stage: submit(tasks[stage], vid, **kwargs), plan.upstream,
+                                 concurrency, "ingest")
     summary.add_outcomes(outcomes)
     logger.info("ingest finished: %s", summary.results or "nothing to do")
     if summary.top_errors:

@@ -383,6 +383,28 @@ def serve(
     serve_all(limit)
 
 
+@app.command()
+def deploy(
+    pool: Annotated[str, typer.Option(help="Prefect work pool (type process) to register every flow's deployment to.")],
+    create_pool: Annotated[bool, typer.Option(help="Create the work pool when it does not exist.")] = False,
+    working_dir: Annotated[Path | None, typer.Option(
+        help="Folder the flow runs start in on the workers' machines (params.yaml and the flows' relative paths "
+             "resolve there); default: this folder.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Most runs of one flow at once (default: no limit).")] = None,
+) -> None:
+    """Register every flow as a deployment to a Prefect work pool; `prefect worker start --pool NAME` (on any
+    machines with the project installed) runs what users start."""
+    _prefect_ready()
+    from flows.deployments import deploy_to_pool
+
+    folder = (working_dir or Path.cwd()).expanduser().absolute()
+    names = deploy_to_pool(pool, folder, limit, create_pool)
+    console.print(f"{len(names)} deployments in work pool {pool!r}, their runs starting in {folder}: {', '.join(names)}")
+    if not folder.is_dir():
+        console.print(f"({folder} is not a folder on this machine: it must be one where the workers run)")
+    console.print(f"start workers with: prefect worker start --pool {pool} --type process")
+
+
 def _local_server_home() -> Path:
     from videobert_cli.prefect_config import prefect_home
 

@@ -1,7 +1,10 @@
-"""Reading task runs back from the Prefect server."""
+"""Reading task runs back from the Prefect server; stopping the Prefect processes a test started."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import time
 from uuid import UUID
 
@@ -54,3 +57,17 @@ def flow_run_logs(flow_run_id: str, contains: str = "", timeout_s: float = 30.0)
             if any(contains in m for _, m in found) or time.monotonic() > deadline:
                 return found
             time.sleep(0.3)
+
+
+def stop_session(proc: subprocess.Popen[str]) -> str:
+    """Stop a process started in its own session and what it started, politely first; the end of its output."""
+    for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        if proc.poll() is not None:
+            break
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=wait_s)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            continue
+    out = proc.stdout.read() if proc.stdout else ""
+    return out[-3000:]

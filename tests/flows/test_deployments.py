@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from flows.evaluation import evaluate_flow
 from flows.ingest import ingest
 from flows.training import train_flow
 from tests.conftest import Project
-from tests.flows.prefect_api import flow_run_artifacts, flow_run_logs
+from tests.flows.prefect_api import flow_run_artifacts, flow_run_logs, stop_session
 from tests.helpers.media import make_video
 from videobert.core.params import Params, load_params
 from videobert.db import repository as repo
@@ -38,7 +37,9 @@ def test_every_flow_has_a_deployment() -> None:
 def test_ingest_parameters_become_a_form() -> None:
     """Prefect builds the UI form from this schema: the request model's fields appear in it."""
     schema = parameter_schema(ingest).model_dump()
-    assert set(schema["properties"]) == {"request", "params_file", "overrides"}
+    assert set(schema["properties"]) == {"request", "params_file", "overrides", "task_runner"}
+    assert schema["properties"]["task_runner"]["default"] == "threads"  # a choice per run: threads or Dask
+    assert schema["definitions"]["StageRunner"]["enum"] == ["threads", "dask"]
     request = schema["definitions"]["IngestRequest"]["properties"]
     assert {"youtube", "ids_file", "howto100m_csv", "local_dir", "limit", "concurrency", "retry_error_type",
             "force"} <= set(request)
@@ -64,27 +65,13 @@ def test_every_form_field_says_what_it_is_and_has_a_default(fn) -> None:  # noqa
     assert "relative path resolves against" in schema["properties"]["params_file"]["description"]
 
 
-def _stop(proc: subprocess.Popen[str]) -> str:
-    """Stop the serving process and what it started (its own session), politely first; its output."""
-    for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        if proc.poll() is not None:
-            break
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=wait_s)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            continue
-    out = proc.stdout.read() if proc.stdout else ""
-    return out[-3000:]
-
-
 def _wait(client, flow_run_id, proc: subprocess.Popen[str], deadline: float):  # noqa: ANN001, ANN202
     """The final state of a flow run the serving process runs."""
     while True:
         state = client.read_flow_run(flow_run_id).state
         if state is not None and state.is_final():
             return state
-        assert proc.poll() is None, _stop(proc)
+        assert proc.poll() is None, stop_session(proc)
         assert time.monotonic() < deadline, f"flow run still {state and state.name}"
         time.sleep(0.5)
 
@@ -118,24 +105,24 @@ def test_serve_registers_every_deployment_and_runs_a_flow_run_started_through_th
                 deployments = {d.name: d for d in client.read_deployments() if "videobert" in (d.tags or [])}
                 if sorted(deployments) == FLOWS:
                     break
-                assert proc.poll() is None, _stop(proc)
+                assert proc.poll() is None, stop_session(proc)
                 assert time.monotonic() < deadline, f"deployments registered: {sorted(deployments)}"
                 time.sleep(0.5)
             # started from the API with the form's defaults, as a user does from the UI
             flow_run = client.create_flow_run_from_deployment(deployments["manifest"].id)
             state = _wait(client, flow_run.id, proc, deadline)
-            assert state.is_completed(), (state, _stop(proc))
+            assert state.is_completed(), (state, stop_session(proc))
             # the ingest form filled in: a relative folder, a params.yaml value overridden
             ingest_run = client.create_flow_run_from_deployment(deployments["ingest"].id, parameters={
                 "request": {"local_dir": "served", "stages": ["download", "features"]},
                 "overrides": {"features": {"fps": 10}}})
             ingest_state = _wait(client, ingest_run.id, proc, time.monotonic() + 120)
-            assert ingest_state.is_completed(), (ingest_state, _stop(proc))
+            assert ingest_state.is_completed(), (ingest_state, stop_session(proc))
             result = ingest_state.result()  # persisted: read back through the API's record of the state
             # the run's logs, sent in batches: read while the serving process lives
             logs = [m for level, m in flow_run_logs(str(ingest_run.id), "ingest finished") if level == logging.INFO]
     finally:
-        console = _stop(proc)
+        console = stop_session(proc)
     assert proc.poll() is not None  # the serving process is gone
     assert result["results"] == {"download": {"done": 2}, "features": {"done": 2}}
     assert result["overrides"] == {"features.fps": 10.0} and result["params_file"] == str(params_file)
