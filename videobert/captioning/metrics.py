@@ -45,14 +45,19 @@ def score_captions(runs: Mapping[str, tuple[Mapping[str, Sequence[str]], Mapping
                              "prediction, or the other way round")
         if any(not r for r in refs.values()):
             raise ValueError(f"run {name!r}: a segment without a reference")
-    tokenizer = PTBTokenizer()
+    # one PTB tokenizer call (a Java start) for every caption of every run
+    keyed = {name: sorted(refs) for name, (refs, _) in runs.items()}
+    captions = {(name, "ref", i): [{"caption": r} for r in refs[k]]
+                for name, (refs, _) in runs.items() for i, k in enumerate(keyed[name])}
+    captions.update({(name, "pred", i): [{"caption": preds[k]}]
+                     for name, (_, preds) in runs.items() for i, k in enumerate(keyed[name])})
+    tokens = PTBTokenizer().tokenize(captions)
     meteor = Meteor()
     out: dict[str, dict[str, float]] = {}
     try:
-        for name, (refs, preds) in runs.items():
-            keys = sorted(refs)
-            gts = tokenizer.tokenize({i: [{"caption": r} for r in refs[k]] for i, k in enumerate(keys)})
-            res = tokenizer.tokenize({i: [{"caption": preds[k]}] for i, k in enumerate(keys)})
+        for name in runs:
+            gts = {i: tokens[(name, "ref", i)] for i in range(len(keyed[name]))}
+            res = {i: tokens[(name, "pred", i)] for i in range(len(keyed[name]))}
             scores: dict[str, Any] = {}
             bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
             for n, value in enumerate(bleu, start=1):

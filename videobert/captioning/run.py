@@ -115,6 +115,9 @@ def train_row(rt: Runtime, params: CaptionParams, request: CaptionRequest, input
     segments, skipped = load_segments(rt, annotations, index, (params.train_subset, params.eval_subset))
     train_set = [s for s in segments if s.subset == params.train_subset]
     eval_set = [s for s in segments if s.subset == params.eval_subset]
+    if params.train_videos is not None:
+        kept = list(dict.fromkeys(s.video_id for s in train_set))[: params.train_videos]
+        train_set = [s for s in train_set if s.video_id in set(kept)]
     if not train_set or not eval_set:
         raise DatasetError(f"captioning needs segments with tokens and features in both the {params.train_subset!r} "
                            f"({len(train_set)}) and the {params.eval_subset!r} ({len(eval_set)}) splits of "

@@ -232,6 +232,8 @@ class CaptionParams(_Section):
     eval_subset: str = Field("validation", description="the split it is validated and scored on")
     template: str = Field("now let's [MASK] the [MASK] to the [MASK], and then [MASK] the [MASK].",
                           description="the fill-in-the-blank text fed with the video tokens (the paper's)")
+    train_videos: int | None = Field(None, ge=1, description="train on the first N videos of the training split "
+                                     "(in the file's order) that have tokens and features; None: all of them")
     ablation: bool = Field(True, description="also train and score the captioner on clip features alone "
                            "(the paper's S3D-alone row), in the same run")
     encoder_layers: int = Field(2, ge=1, description="encoder layers (ours: the paper follows Zhou et al. 2018's "
