@@ -31,8 +31,9 @@ def scores_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def caption_rows(captions: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(row name, its scores) of a captioning run's metrics.json, in its order (the examples left out)."""
-    return [(name, m) for name, m in captions.items() if name != "examples"]
+    """(row name, its scores) of a captioning run's metrics.json, the VideoBERT row first (the examples left out)."""
+    return sorted(((name, m) for name, m in captions.items() if name != "examples"),
+                  key=lambda row: row[0] != "videobert+clip")
 
 
 def write_report(path: Path, *, title: str, facts: Sequence[tuple[str, str]], metrics: dict[str, Any] | None,
@@ -71,7 +72,14 @@ def write_report(path: Path, *, title: str, facts: Sequence[tuple[str, str]], me
         for name, m in rows:
             parts.append(f"<tr><td>{html.escape(name)}</td>" + "".join(
                 f"<td>{m[k]:.3f}</td>" if k == "cider" else f"<td>{m[k]:.2f}</td>" for k in METRICS) + "</tr>")
-        parts.append("</table><table><tr><th>reference</th>"
+        parts.append("</table>")
+        named = dict(rows)
+        if {"videobert+clip", "clip"} <= set(named):
+            a, b = named["videobert+clip"], named["clip"]
+            parts.append(f"<p>The gain of the VideoBERT features: CIDEr {a['cider'] - b['cider']:+.3f}, BLEU-4 "
+                         f"{a['bleu_4'] - b['bleu_4']:+.2f}, METEOR {a['meteor'] - b['meteor']:+.2f} (the README's "
+                         "Captioning section says why the demo's videos show none).</p>")
+        parts.append("<table><tr><th>reference</th>"
                      + "".join(f"<th>{html.escape(n)}</th>" for n, _ in rows) + "</tr>")
         for e in captions.get("examples", []):
             parts.append(f"<tr><td>{html.escape(e['reference'])}</td>"
