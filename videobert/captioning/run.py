@@ -22,7 +22,7 @@ import logging
 import math
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -324,7 +324,3 @@ def score_rows(rt: Runtime, params: CaptionParams, out: Path, rows: list[RowResu
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", doc)
     return doc
-
-
-def result_dict(result: RowResult) -> dict[str, Any]:
-    return asdict(result)
