@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from flows.captioning import caption_flow
 from flows.dataset import codebook_flow, corpus_flow, dataset_flow, manifest_flow, tokens_flow
 from flows.evaluation import evaluate_flow
 from flows.ingest import ingest
@@ -44,6 +45,8 @@ def build_deployments(limit: int | None = None, pool: str | None = None, working
         (dataset_flow, "Manifest, codebook, tokens and corpus, one after the other."),
         (train_flow, "Pre-train VideoBERT on a corpus version (the latest by default); resumes a stopped run."),
         (evaluate_flow, "Zero-shot verb and object classification of a checkpoint on YouCook II-format annotations."),
+        (caption_flow, "Captioners over a checkpoint's VideoBERT features and over clip features alone, scored with "
+                       "BLEU, METEOR, ROUGE-L and CIDEr on YouCook II-format annotations."),
     ]
     if pool is None:
         return [f.to_deployment(name=f.name, description=text, tags=TAGS, concurrency_limit=limit) for f, text in flows]

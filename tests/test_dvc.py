@@ -43,6 +43,14 @@ train:
 evaluate:
   annotations: annotations.json
   strips: 1
+caption:
+  annotations: annotations.json
+  encoder_layers: 1
+  decoder_layers: 1
+  epochs: 1
+  batch_size: 2
+  beam_size: 1
+  threads: 1
 """
 # YouCook II-format annotations of the three test videos: v2 held out, one sentence each
 ANNOTATIONS = {"database": {f"v{i}": {"subset": "validation" if i == 2 else "training", "duration": 3.0 + i,
@@ -99,6 +107,10 @@ def test_dvc_repro_reproduces_the_codebook(project: Project, prefect_api: str, s
     assert (evaluated["segments"], evaluated["verbs"], evaluated["objects"]) == (1, 1, 1)
     assert evaluated["verb"]["top1"] == 1.0  # one verb in the vocabulary: always right
     assert "metrics/evaluate.json" in shown.stdout
+    # train -> caption: both rows scored on the held-out segment
+    captioned = json.loads((root / "metrics/caption.json").read_text())
+    assert set(captioned) == {"videobert+clip", "clip"} and captioned["clip"]["segments"] == 1
+    assert "metrics/caption.json" in shown.stdout
 
     # nothing changed: the manifest stage runs (always) but its output is the same, so nothing else does
     second = _dvc(project, prefect_api, "repro")
@@ -107,6 +119,7 @@ def test_dvc_repro_reproduces_the_codebook(project: Project, prefect_api: str, s
     assert "Stage 'corpus' didn't change, skipping" in second.stdout
     assert "Stage 'train' didn't change, skipping" in second.stdout
     assert "Stage 'evaluate' didn't change, skipping" in second.stdout
+    assert "Stage 'caption' didn't change, skipping" in second.stdout
     assert (root / "dvc.lock").read_text() == lock
     status = _dvc(project, prefect_api, "status")
     assert "corpus" not in status.stdout and "codebook" not in status.stdout, status.stdout

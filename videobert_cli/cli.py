@@ -539,6 +539,45 @@ def evaluate(
         metrics_file.write_text(json.dumps(r.metrics, indent=1, sort_keys=True) + "\n")
 
 
+@app.command()
+def caption(
+    checkpoint: Annotated[Path, typer.Option(help="A trained VideoBERT folder.")] = Path("models/videobert"),
+    annotations: Annotated[Path | None, typer.Option(help="Annotations in the YouCook II format (default: "
+                                                     "caption.annotations of the params file).")] = None,
+    tokens: Annotated[Path, typer.Option(help="Tokens index of the labelled videos.")] = Path("dataset/tokens.json"),
+    out: Annotated[Path, typer.Option(help="Folder for metrics.json and each captioner with its predictions.")] = Path(
+        "caption"),
+    params: Annotated[Path, typer.Option(help="Parameters file (its caption section).")] = Path("params.yaml"),
+    metrics_file: Annotated[Path | None, typer.Option(help="Also write the metrics here (dvc metrics).")] = None,
+) -> None:
+    """Train captioners over a checkpoint's VideoBERT features and the clip features (and, with caption.ablation,
+    over the clip features alone) on annotated segments; score them with BLEU, METEOR, ROUGE-L and CIDEr."""
+    params_file = _params_file(params)
+    _prefect_ready()
+    from flows.captioning import caption_flow
+
+    r = caption_flow(str(checkpoint), None if annotations is None else str(annotations), str(tokens), str(out),
+                     params_file)
+    rows = r.table()
+    table = Table(*rows[0].keys(), title="captioning of the scored split (BLEU, METEOR, ROUGE-L in %; CIDEr)")
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    console.print(table)
+    for example in r.metrics.get("examples", []):
+        console.print(f"  reference: {example['reference']}")
+        for row in rows:
+            console.print(f"  {row['inputs']:>15}: {example.get(row['inputs'], '')}")
+    skipped = {k: v for k, v in r.rows[0]["skipped"].items() if v}
+    if skipped:
+        console.print("left out: " + ", ".join(f"{v} segments: {k.replace('_', ' ')}" for k, v in skipped.items()))
+    console.print(f"results: {out} (metrics.json; per captioner: model/, predictions.jsonl, training.json)")
+    if metrics_file:
+        metrics_file.parent.mkdir(parents=True, exist_ok=True)
+        flat = {row["inputs"]: {k: v for k, v in r.metrics[row["inputs"]].items() if isinstance(v, int | float)}
+                for row in rows}
+        metrics_file.write_text(json.dumps(flat, indent=1, sort_keys=True) + "\n")
+
+
 infer_app = typer.Typer(help="Use a trained checkpoint: zero-shot classification, text-to-video, forecasting.",
                         no_args_is_help=True)
 app.add_typer(infer_app, name="infer")

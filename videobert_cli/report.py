@@ -30,10 +30,18 @@ def scores_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def caption_rows(captions: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(row name, its scores) of a captioning run's metrics.json, the VideoBERT row first (the examples left out)."""
+    return sorted(((name, m) for name, m in captions.items() if name != "examples"),
+                  key=lambda row: row[0] != "videobert+clip")
+
+
 def write_report(path: Path, *, title: str, facts: Sequence[tuple[str, str]], metrics: dict[str, Any] | None,
-                 pictures: Sequence[tuple[Path, str]], locations: Sequence[tuple[str, str]]) -> Path:
+                 pictures: Sequence[tuple[Path, str]], locations: Sequence[tuple[str, str]],
+                 captions: dict[str, Any] | None = None) -> Path:
     """The HTML report: facts (a two-column table), the zero-shot scores beside chance, the frequency prior and
-    the shuffled-video control, the pictures, and where everything is."""
+    the shuffled-video control, the captioning scores of both rows with a few (reference, prediction) pairs, the
+    pictures, and where everything is."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
@@ -51,6 +59,31 @@ def write_report(path: Path, *, title: str, facts: Sequence[tuple[str, str]], me
             shuffled = "-" if r["shuffled"] is None else f"{r['shuffled']:.1%}"
             parts.append(f"<tr><td>{r['what']}</td><td>{r['figure']}</td><td><b>{r['model']:.1%}</b></td>"
                          f"<td>{r['chance']:.1%}</td><td>{r['prior']:.1%}</td><td>{shuffled}</td></tr>")
+        parts.append("</table>")
+    if captions:
+        from videobert.captioning.metrics import LABELS, METRICS
+
+        rows = caption_rows(captions)
+        parts.append(f"<h2>Captioning of held-out segments</h2><p>{rows[0][1]['segments']} segments; captioners trained "
+                     f"on {rows[0][1]['train_segments']} segments: over the model's features beside the clip features, "
+                     "and over the clip features alone. BLEU, METEOR and ROUGE-L in %, CIDEr as is (the paper's "
+                     "scales).</p><table><tr><th>inputs</th>" + "".join(f"<th>{LABELS[k]}</th>" for k in METRICS)
+                     + "</tr>")
+        for name, m in rows:
+            parts.append(f"<tr><td>{html.escape(name)}</td>" + "".join(
+                f"<td>{m[k]:.3f}</td>" if k == "cider" else f"<td>{m[k]:.2f}</td>" for k in METRICS) + "</tr>")
+        parts.append("</table>")
+        named = dict(rows)
+        if {"videobert+clip", "clip"} <= set(named):
+            a, b = named["videobert+clip"], named["clip"]
+            parts.append(f"<p>The gain of the VideoBERT features: CIDEr {a['cider'] - b['cider']:+.3f}, BLEU-4 "
+                         f"{a['bleu_4'] - b['bleu_4']:+.2f}, METEOR {a['meteor'] - b['meteor']:+.2f} (the README's "
+                         "Captioning section says why the demo's videos show none).</p>")
+        parts.append("<table><tr><th>reference</th>"
+                     + "".join(f"<th>{html.escape(n)}</th>" for n, _ in rows) + "</tr>")
+        for e in captions.get("examples", []):
+            parts.append(f"<tr><td>{html.escape(e['reference'])}</td>"
+                         + "".join(f"<td>{html.escape(str(e.get(n, '')))}</td>" for n, _ in rows) + "</tr>")
         parts.append("</table>")
     parts += [_img(p, alt) for p, alt in pictures]
     parts.append("<h2>Where things are</h2><table>")

@@ -8,6 +8,8 @@ classification, text-to-video, video forecasting and pooled embeddings.
 * **Text-to-video**: `[CLS] text [>] [MASK] x n [SEP]`; the masked visual positions are filled step by step, each
   step fixing the position the model is most sure of (greedy), then predicting the rest again.
 * **Video forecasting**: `[CLS] [>] video [MASK] x n [SEP]`, the masks filled left to right, one per step.
+* **Captioning features** (the paper's section 4.4): `[CLS] template [>] video [SEP]` with the fill-in-the-blank
+  template; per clip, its video token's last hidden state beside the mean of the states at the template's masks.
 * **Embeddings**: the mean of the last hidden states over a segment's text and video positions (or the pooled
   `[CLS]`), for retrieval.
 """
@@ -19,11 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .modeling_videobert import TEXT_SEGMENT, VIDEO_SEGMENT, VideoBertForPreTraining
 
 ZERO_SHOT_TEMPLATE = "now let me show you how to [MASK] the [MASK] ."
+# the paper's fill-in-the-blank text for captioning features (section 4.4)
+CAPTION_TEMPLATE = "now let's [MASK] the [MASK] to the [MASK], and then [MASK] the [MASK]."
 
 
 @dataclass
@@ -143,6 +148,29 @@ class VideoBertInference:
             hidden = self._run([self._layout([], masked)])[0]
             with torch.no_grad():
                 out.append(int(self.model.visual_logits(hidden[len(masked) + 1]).argmax()))  # +1: [CLS] [>] - 1
+        return out
+
+    # --- captioning features ---------------------------------------------------------------------------------
+
+    def caption_features(self, segments: Sequence[Sequence[int]], template: str = CAPTION_TEMPLATE) -> list[np.ndarray]:
+        """For each segment's codebook ids, (clips, 2 x hidden) float32: each video token's last hidden state
+        beside the mean of the states at the template's [MASK]s (the same for every clip of the segment). A segment
+        longer than the positions left after the template keeps its first clips (fewer rows than ids)."""
+        text = self._encode(template)
+        masks = [i + 1 for i, t in enumerate(text) if t == self.config.mask_token_id]  # +1: [CLS]
+        if not masks:
+            raise ValueError(f"the captioning template holds no [MASK]: {template!r}")
+        first = len(text) + 2  # after [CLS] text [>]
+        out: list[np.ndarray] = []
+        for start in range(0, len(segments), self.batch_size):
+            chunk = segments[start: start + self.batch_size]
+            rows = [self._layout(text, self.config.visual_ids(list(map(int, s)))) for s in chunk]
+            hidden = self._run(rows).float()
+            for i, (ids, _) in enumerate(rows):
+                n = len(ids) - first - 1  # video positions kept (before [SEP])
+                video = hidden[i, first: first + n]
+                blanks = hidden[i, masks].mean(dim=0, keepdim=True).expand(n, -1)
+                out.append(torch.cat([video, blanks], dim=1).cpu().numpy())
         return out
 
     # --- embeddings -----------------------------------------------------------------------------------------

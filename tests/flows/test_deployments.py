@@ -24,7 +24,7 @@ from videobert.db import repository as repo
 from videobert.features.stage import run_features
 from videobert.ingest.stages import run_download
 
-FLOWS = ["codebook", "corpus", "dataset", "evaluate", "ingest", "manifest", "tokens", "train"]
+FLOWS = ["caption", "codebook", "corpus", "dataset", "evaluate", "ingest", "manifest", "tokens", "train"]
 
 
 def test_every_flow_has_a_deployment() -> None:

@@ -221,6 +221,49 @@ class EvaluateParams(_Section):
     batch_size: int = Field(64, ge=1, description="segments per model call")
 
 
+class CaptionParams(_Section):
+    """Captioning of annotated segments (the paper's section 4.4): a transformer encoder-decoder over each clip's
+    frozen-VideoBERT features beside its clip feature, trained on one split and scored on another with BLEU,
+    METEOR, ROUGE-L and CIDEr; the same captioner on clip features alone is the ablation ("S3D alone")."""
+
+    NOT_FINGERPRINTED = frozenset({"annotations", "eval_batch_size", "videobert_batch_size", "examples", "threads"})
+
+    annotations: str = Field("youcookii_annotations_trainval.json",
+                             description="the annotation file (YouCook II format); its content is an input, not its path")
+    train_subset: str = Field("training", description="the annotations' split the captioner is trained on")
+    eval_subset: str = Field("validation", description="the split it is validated and scored on")
+    template: str = Field("now let's [MASK] the [MASK] to the [MASK], and then [MASK] the [MASK].",
+                          description="the fill-in-the-blank text fed with the video tokens (the paper's)")
+    train_videos: int | None = Field(None, ge=1, description="train on the first N videos of the training split "
+                                     "(in the file's order) that have tokens and features; None: all of them")
+    ablation: bool = Field(True, description="also train and score the captioner on clip features alone "
+                           "(the paper's S3D-alone row), in the same run")
+    encoder_layers: int = Field(2, ge=1, description="encoder layers (ours: the paper follows Zhou et al. 2018's "
+                                "transformer without giving its depth)")
+    decoder_layers: int = Field(2, ge=1, description="decoder layers, the pretrained BERT's first N")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout of encoder and decoder (BERT's)")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing of the caption loss")
+    vocabulary: Literal["training", "bert"] = Field(
+        "training", description="the WordPieces the decoder writes: those of the training captions (their BERT "
+        "embeddings copied; a far smaller output layer), or the pretrained BERT's whole vocabulary")
+    max_clips: int = Field(128, ge=1, description="a segment's first N clips are read (1.5 s each: 192 s)")
+    max_caption_tokens: int = Field(32, ge=1, description="WordPieces of a reference caption kept for training")
+    learning_rate: float = Field(1e-4, gt=0, description="AdamW peak learning rate (ours)")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    warmup_share: float = Field(0.1, ge=0, le=1, description="share of the steps warming up linearly; then linear decay")
+    epochs: int = Field(30, ge=1, description="passes over the training segments")
+    batch_size: int = Field(32, ge=1, description="segments per optimizer step")
+    beam_size: int = Field(5, ge=1, description="beam search width when decoding (1: greedy)")
+    max_new_tokens: int = Field(32, ge=1, description="longest caption decoded, WordPieces")
+    length_penalty: float = Field(1.0, description="beam search length penalty (transformers' meaning)")
+    eval_batch_size: int = Field(64, ge=1, description="segments per decoding call")
+    videobert_batch_size: int = Field(64, ge=1, description="segments per VideoBERT call")
+    examples: int = Field(5, ge=0, description="(reference, prediction) pairs shown in summaries")
+    threads: int = Field(0, ge=0, description="CPU threads of the captioner's training and decoding; 0: torch's "
+                         "default (one per core; on a busy machine a small captioner runs faster on 1)")
+    seed: int = Field(0, description="seed of initialisation, order and dropout")
+
+
 class IngestParams(_Section):
     """Per-run knobs of the ingest flow."""
 
@@ -239,6 +282,7 @@ class Params(_Section):
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    caption: CaptionParams = CaptionParams()
     ingest: IngestParams = IngestParams()
 
 

@@ -224,3 +224,29 @@ class EvaluationResult(Base):
     object_top: Mapped[list[str]] = mapped_column(JSON)
 
     run: Mapped[EvaluationRun] = relationship(back_populates="results")
+
+
+class CaptioningRun(Base):
+    """One row of a captioning run: a captioner trained on one split's segments (with VideoBERT features or on
+    clip features alone) and scored on another's."""
+
+    __tablename__ = "captioning_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # sha256 of (VideoBERT weights, annotations, tokens index, caption params, inputs, BERT, code): the same run is
+    # replaced, not repeated
+    run_key: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    inputs: Mapped[str] = mapped_column(String(32))  # videobert+clip | clip (the ablation row)
+    status: Mapped[str] = mapped_column(String(16), default=StageStatus.RUNNING)
+    videobert_sha256: Mapped[str] = mapped_column(String(64))
+    annotations_sha256: Mapped[str] = mapped_column(String(64))
+    codebook_hash: Mapped[str | None] = mapped_column(String(64))
+    params: Mapped[Json]
+    training: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # segments, steps, loss per epoch
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # BLEU-1..4, METEOR, ROUGE-L, CIDEr
+    model_prefix: Mapped[str | None] = mapped_column(String(1024))  # the trained captioner in the store
+    predictions_key: Mapped[str | None] = mapped_column(String(1024))  # per-segment (reference, prediction)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[Timestamp]
+    finished_at: Mapped[MaybeTimestamp]

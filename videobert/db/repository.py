@@ -22,6 +22,7 @@ from videobert.core.processes import owner_id, owner_is_dead
 from videobert.core.storage import ObjectInfo
 from videobert.db.engine import Database
 from videobert.db.models import (
+    CaptioningRun,
     Codebook,
     CorpusVersion,
     EvaluationResult,
@@ -690,3 +691,54 @@ def evaluation_results(db: Database, run_id: int, video_id: str | None = None) -
         return [{"video_id": r.video_id, "segment_id": r.segment_id, "verb": r.verb, "object": r.object,
                  "verb_top": r.verb_top, "object_top": r.object_top}
                 for r in s.scalars(stmt.order_by(EvaluationResult.video_id, EvaluationResult.segment_id))]
+
+
+# --- captioning -------------------------------------------------------------------------------------------------
+
+
+def start_captioning_run(db: Database, run_key: str, *, inputs: str, videobert_sha256: str, annotations_sha256: str,
+                         codebook_hash: str | None, params: dict[str, Any], flow_run_id: str | None) -> int:
+    """A captioning run row in status running, replacing an earlier one with the same key; returns its id."""
+    with db.session() as s:
+        old = s.scalars(select(CaptioningRun).where(CaptioningRun.run_key == run_key)).one_or_none()
+        if old is not None:
+            s.delete(old)
+            s.flush()
+        run = CaptioningRun(run_key=run_key, inputs=inputs, status=StageStatus.RUNNING,
+                            videobert_sha256=videobert_sha256, annotations_sha256=annotations_sha256,
+                            codebook_hash=codebook_hash, params=params, flow_run_id=flow_run_id)
+        s.add(run)
+        s.flush()
+        return run.id
+
+
+def finish_captioning_run(db: Database, run_key: str, status: StageStatus, *, training: dict[str, Any] | None = None,
+                          model_prefix: str | None = None, predictions_key: str | None = None,
+                          error: str | None = None) -> None:
+    """Record a captioning run's end: done with its training figures and store keys, or failed with its error."""
+    with db.session() as s:
+        run = s.scalars(select(CaptioningRun).where(CaptioningRun.run_key == run_key)).one()
+        run.status = status
+        run.training = training if training is not None else run.training
+        run.model_prefix = model_prefix or run.model_prefix
+        run.predictions_key = predictions_key or run.predictions_key
+        run.error_message = error[:MAX_ERROR_MESSAGE_CHARS] if error else None
+        run.finished_at = utcnow()
+
+
+def set_captioning_metrics(db: Database, run_key: str, metrics: dict[str, Any]) -> None:
+    """The caption metrics of a finished captioning run."""
+    with db.session() as s:
+        s.scalars(select(CaptioningRun).where(CaptioningRun.run_key == run_key)).one().metrics = metrics
+
+
+def captioning_runs(db: Database) -> list[dict[str, Any]]:
+    """Captioning runs, newest first."""
+    with db.session() as s:
+        return [{"id": r.id, "run_key": r.run_key, "inputs": r.inputs, "status": r.status,
+                 "videobert_sha256": r.videobert_sha256, "codebook_hash": r.codebook_hash, "training": r.training,
+                 "metrics": r.metrics, "model_prefix": r.model_prefix, "predictions_key": r.predictions_key,
+                 "error_message": r.error_message, "flow_run_id": r.flow_run_id, "started_at": r.started_at,
+                 "finished_at": r.finished_at}
+                for r in s.scalars(select(CaptioningRun).order_by(CaptioningRun.started_at.desc(),
+                                                                  CaptioningRun.id.desc()))]
