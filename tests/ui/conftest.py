@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Project, free_port
+from tests.flows.prefect_api import stop_session
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; Playwright drives it through `executable_path`
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
@@ -56,18 +56,7 @@ def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
             terminalreporter.write_line(str(path))
 
 
-def stop_group(proc: subprocess.Popen[str]) -> str:
-    """Stop a process started in its own session and everything it started, politely first; its output's tail."""
-    for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        if proc.poll() is not None:
-            break
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=wait_s)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            continue
-    out = proc.stdout.read() if proc.stdout else ""
-    return out[-3000:]
+stop_group = stop_session  # the suite's: stop a process started in its own session, and its children
 
 
 @dataclass(frozen=True)
