@@ -8,15 +8,12 @@ are left out and counted, not errors.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from videobert.core.runtime import Runtime
-from videobert.dataset.files import DatasetError
 
 
 @dataclass
@@ -35,16 +32,6 @@ class CaptionSegment:
     @property
     def key(self) -> str:
         return f"{self.video_id}/{self.segment_id}"
-
-
-def read_tokens_index(path: Path) -> dict[str, Any]:
-    """The tokens index ({codebook, videos: {id: {key}}}); DatasetError naming the file when unreadable."""
-    try:
-        doc = json.loads(Path(path).read_text())
-        _ = doc["videos"]
-        return doc
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DatasetError(f"tokens index {path} cannot be read: {exc}") from None
 
 
 def load_segments(rt: Runtime, annotations: dict[str, Any], index: dict[str, Any], subsets: tuple[str, ...]

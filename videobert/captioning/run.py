@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from videobert.captioning.data import CaptionSegment, load_segments, read_tokens_index
+from videobert.captioning.data import CaptionSegment, load_segments
 from videobert.core.errors import SettingsError
 from videobert.core.params import CaptionParams
 from videobert.core.runtime import Runtime
 from videobert.core.storage import keys, sha256_file
+from videobert.dataset.corpus import read_index
 from videobert.dataset.files import DatasetError, staged_dir, write_json
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def train_row(rt: Runtime, params: CaptionParams, request: CaptionRequest, input
     inference = VideoBertInference.from_pretrained(checkpoint, device="cpu" if not torch.cuda.is_available() else None)
     inference.batch_size = params.videobert_batch_size
     codebook = inference.config.codebook_hash
-    index = read_tokens_index(Path(request.tokens))
+    index = read_index(Path(request.tokens), "tokens index", "videos")
     if codebook and index.get("codebook") != codebook:
         raise DatasetError(f"the tokens index {request.tokens} is for codebook {str(index.get('codebook'))[:16]}, the "
                            f"model reads codebook {codebook[:16]}: label the videos with the model's codebook")

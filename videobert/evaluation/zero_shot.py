@@ -25,6 +25,7 @@ import numpy as np
 from videobert.core.params import EvaluateParams
 from videobert.core.runtime import Runtime
 from videobert.core.storage import keys, sha256_file
+from videobert.dataset.corpus import read_index
 from videobert.dataset.files import DatasetError, staged_dir, write_json
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def evaluate(rt: Runtime, model_dir: Path, annotations_path: Path, tokens_index_
         raise DatasetError(f"{model_dir} is not a checkpoint folder (no config.json): train one first")
     inference = VideoBertInference.from_pretrained(model_dir)
     codebook = inference.config.codebook_hash
-    index = _read_json(tokens_index_path, "tokens index")
+    index = read_index(tokens_index_path, "tokens index", "videos")
     if codebook and index.get("codebook") != codebook:
         raise DatasetError(f"the tokens index {tokens_index_path} is for codebook {str(index.get('codebook'))[:16]}, "
                            f"the model reads codebook {codebook[:16]}: label the videos with the model's codebook")
@@ -148,15 +149,6 @@ def evaluate(rt: Runtime, model_dir: Path, annotations_path: Path, tokens_index_
         results=[{"video_id": s.video_id, "segment_id": s.segment_id, "verb": s.verb, "object": s.object,
                   "verb_top": v.words[:k], "object_top": o.words[:k]} for s, (v, o) in zip(segments, ranked, strict=True)])
     return metrics
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(Path(path).read_text())
-        _ = doc["videos"]
-        return doc
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DatasetError(f"{what} {path} cannot be read: {exc}") from None
 
 
 def _scored_segments(rt: Runtime, annotations: dict[str, Any], truths: dict[tuple[str, int], tuple[Any, Any]],
