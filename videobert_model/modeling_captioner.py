@@ -145,18 +145,15 @@ class VideoCaptioner(BertPreTrainedModel, GenerationMixin):
                     raise ValueError(f"{name} {bert_id} is not among vocab_ids")
                 rows[name] = where[bert_id]
         config = VideoCaptionerConfig(**{**base, **config_fields, **rows})
-        for key in ("hidden_size", "intermediate_size", "num_attention_heads"):
-            if getattr(config, key) != getattr(bert.config, key):
-                raise ValueError(f"{key} {getattr(config, key)} differs from the pretrained model's "
-                                 f"{getattr(bert.config, key)}")
+        from .modeling_videobert import _check_same_shapes, _get, _raw_state_dict
+
+        _check_same_shapes(config, bert.config)
         for what, n in (("num_hidden_layers (decoder layers)", config.num_hidden_layers),
                         ("encoder_layers", config.encoder_layers)):
             if n > bert.config.num_hidden_layers:
                 raise ValueError(f"{what} {n} exceeds the pretrained model's {bert.config.num_hidden_layers}")
         model = cls(config)
         source = bert.state_dict()
-        from .modeling_videobert import _get, _raw_state_dict
-
         raw = _raw_state_dict(Path(bert_dir))
         target = model.state_dict()
         copied: list[str] = []

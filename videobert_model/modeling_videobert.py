@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers import BertModel
+from transformers import BertModel, PretrainedConfig
 from transformers.modeling_outputs import ModelOutput
 from transformers.models.bert.modeling_bert import BertPredictionHeadTransform, BertPreTrainedModel
 
@@ -182,10 +182,7 @@ class VideoBertForPreTraining(VideoBertPreTrainedModel):
         if config.num_hidden_layers > bert.config.num_hidden_layers:
             raise ValueError(f"num_hidden_layers {config.num_hidden_layers} exceeds the pretrained model's "
                              f"{bert.config.num_hidden_layers}")
-        for key in ("hidden_size", "intermediate_size", "num_attention_heads"):
-            if getattr(config, key) != getattr(bert.config, key):
-                raise ValueError(f"{key} {getattr(config, key)} differs from the pretrained model's "
-                                 f"{getattr(bert.config, key)}")
+        _check_same_shapes(config, bert.config)
         model = cls(config)
         source = bert.state_dict()
         raw = _raw_state_dict(Path(bert_dir))
@@ -246,6 +243,14 @@ def project_centroids(centroids: np.ndarray, hidden_size: int, scale: float, see
     out = (c - c.mean(axis=0)) @ proj
     std = out.std()
     return torch.from_numpy(out * (scale / std if std > 0 else 0.0)).float()
+
+
+def _check_same_shapes(config: PretrainedConfig, pretrained: PretrainedConfig) -> None:
+    """ValueError unless `config` has the pretrained model's layer shapes (its weights are copied into it)."""
+    for key in ("hidden_size", "intermediate_size", "num_attention_heads"):
+        if getattr(config, key) != getattr(pretrained, key):
+            raise ValueError(f"{key} {getattr(config, key)} differs from the pretrained model's "
+                             f"{getattr(pretrained, key)}")
 
 
 def _raw_state_dict(bert_dir: Path) -> dict[str, torch.Tensor]:
