@@ -11,6 +11,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
+from flows.artifacts import publish_table
 from tasks.captioning import score_captions_task, train_captioner_task
 from videobert.captioning.metrics import LABELS, METRICS
 from videobert.captioning.run import CaptionRequest, rows_of
@@ -72,11 +73,11 @@ def caption_flow(checkpoint: str = "models/videobert", annotations: str | None =
 
 def _publish(summary: CaptionSummary) -> None:
     """The scores of both rows as a table, and (reference, prediction) examples as markdown, for the Prefect UI."""
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+    from prefect.artifacts import create_markdown_artifact
 
-    create_table_artifact(summary.table(), key="caption-scores",
-                          description=f"captioners over {summary.checkpoint} on {summary.annotations}: BLEU, METEOR, "
-                                      "ROUGE-L in %, CIDEr as is (the paper's scales)")
+    publish_table(summary.table(), "caption-scores",
+                  f"captioners over {summary.checkpoint} on {summary.annotations}: BLEU, METEOR, ROUGE-L in %, CIDEr "
+                  "as is (the paper's scales)")
     examples = summary.metrics.get("examples", [])
     if examples:
         names = [r["inputs"] for r in summary.rows]
