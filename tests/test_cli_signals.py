@@ -218,3 +218,28 @@ def test_an_expected_failure_in_a_flow_is_one_line_and_debug_shows_the_traceback
     assert r.returncode == 1, r
     assert "Traceback" in r.stderr and "Encountered exception during execution" in r.stderr
     assert r.stderr.rstrip().splitlines()[-1].startswith(expected)
+
+
+def test_prefect_exit_drain_notices_stay_off_the_console_but_ours_do_not() -> None:
+    """Prefect's EventsWorker warns "Still processing items" while it drains at exit, under its class name as
+    logger: the command line's filter knows it by Prefect's module (CI once printed it after our one line)."""
+    import logging
+
+    import prefect._internal.concurrency.services as services
+
+    from videobert_cli import noise
+
+    def record(name: str, msg: str, pathname: str, level: int = logging.WARNING) -> logging.LogRecord:
+        return logging.LogRecord(name, level, pathname, 1, msg, None, None)
+
+    quiet = noise.QuietPrefect()
+    drain = "Still processing items: 1 items remaining..."
+    assert not quiet.filter(record("EventsWorker", drain, services.__file__))
+    assert quiet.filter(record("EventsWorker", "a real warning", services.__file__))
+    assert not quiet.filter(record("EventsWorker", "failed", services.__file__, logging.ERROR))
+    assert quiet.filter(record("videobert.flows", drain, __file__))  # only Prefect's notices are dropped
+    noise.DEBUG = True
+    try:
+        assert quiet.filter(record("EventsWorker", drain, services.__file__))
+    finally:
+        noise.DEBUG = False

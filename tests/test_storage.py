@@ -336,3 +336,45 @@ def test_unreachable_s3_server_gives_a_clear_error_quickly() -> None:
     with pytest.raises(StoreUnavailableError):
         store.put_bytes("videos/v/x/y", b"data")
     assert time.monotonic() - t0 < 20
+
+
+def test_install_folder_by_several_workers_at_once_never_shows_a_half_folder(tmp_path: Path) -> None:
+    """The ranks of one torchrun fetch the same corpus into one cache at once (CI once saw one rank delete the
+    other's half-written folder): each fills its own folder, one wins, every caller sees a complete one."""
+    from videobert.core.storage import install_folder
+
+    dest = tmp_path / "cache" / "corpus"
+    seen: list[list[str]] = []
+    errors: list[BaseException] = []
+    gate = threading.Barrier(4)
+
+    def fill(tmp: Path) -> None:
+        tmp.mkdir(parents=True)
+        for i in range(5):
+            (tmp / f"shard-{i}").write_text(str(i))
+            time.sleep(0.01)
+        (tmp / "done").write_text("")
+
+    def worker() -> None:
+        try:
+            gate.wait()
+            install_folder(dest, fill, complete=lambda f: (f / "done").exists())
+            seen.append(sorted(p.name for p in dest.iterdir()))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert seen == [["done", *(f"shard-{i}" for i in range(5))]] * 4
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["corpus"]  # no temporary folder left
+
+    # a folder left incomplete by a killed process is replaced; a complete one is kept as it is
+    (dest / "done").unlink()
+    install_folder(dest, fill, complete=lambda f: (f / "done").exists())
+    assert (dest / "done").exists()
+    install_folder(dest, lambda tmp: pytest.fail("a complete folder is fetched again"),
+                   complete=lambda f: (f / "done").exists())

@@ -1,4 +1,5 @@
-"""What the command line prints of Prefect's own log: warnings, but not its error records and tracebacks.
+"""What the command line prints of Prefect's own log: warnings, but not its error records, tracebacks and
+exit-drain notices.
 
 An expected failure (an unreachable database, a corrupt file) is one line from `videobert_cli.cli.main`, and a
 stage that fails is counted in the summary table; Prefect's engine logs the same failure again, with a
@@ -9,6 +10,7 @@ console unless `--debug` is given; they still reach the Prefect server (its UI s
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 DEBUG = False  # set by the global --debug option
 _hidden = 0
@@ -19,14 +21,26 @@ def hidden() -> int:
     return _hidden
 
 
+# Prefect's background services (EventsWorker, APILogWorker) log under their class names, not under `prefect`:
+# they are known by the module that logs. At exit they warn while they drain ("Still processing items: 1 items
+# remaining..."), which says nothing to a user of the command line.
+_SERVICES_MODULE = "services"
+_DRAIN_NOTICE = "Still processing items"
+
+
+def _is_prefect(record: logging.LogRecord) -> bool:
+    return record.name.startswith(("prefect", "uvicorn")) or (
+        record.module == _SERVICES_MODULE and "prefect" in Path(record.pathname).parts)
+
+
 class QuietPrefect(logging.Filter):
-    """Drops Prefect's (and its server's) error records and tracebacks, unless --debug."""
+    """Drops Prefect's (and its server's) error records, tracebacks and exit-drain notices, unless --debug."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         global _hidden
-        if DEBUG or not record.name.startswith(("prefect", "uvicorn")):
+        if DEBUG or not _is_prefect(record):
             return True
-        if record.levelno >= logging.ERROR or record.exc_info:
+        if record.levelno >= logging.ERROR or record.exc_info or str(record.msg).startswith(_DRAIN_NOTICE):
             _hidden += 1
             return False
         return True

@@ -19,10 +19,11 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -66,6 +67,34 @@ def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
 
 
 # --- keys --------------------------------------------------------------------------------------------
+
+
+def install_folder(dest: Path, fill: Callable[[Path], None], complete: Callable[[Path], bool]) -> None:
+    """Make `dest` by calling `fill` on a temporary sibling folder of this process's own, then renaming it
+    into place. Several processes (the ranks of one torchrun, two workers on one cache) may install the same
+    folder at once: each fills its own sibling, the first rename wins and the others drop their copy, so no
+    process reads a folder that another is writing or deleting. A `dest` that is not `complete` (left by a
+    killed process) is moved aside first; a complete one is kept and nothing is fetched."""
+    if complete(dest):
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex}.partial")
+    try:
+        fill(tmp)
+        if complete(dest):  # another process installed it meanwhile
+            return
+        if dest.exists():
+            stale = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.stale")
+            with contextlib.suppress(OSError):
+                dest.rename(stale)
+                shutil.rmtree(stale, ignore_errors=True)
+        try:
+            tmp.rename(dest)
+        except OSError:
+            if not complete(dest):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class keys:  # noqa: N801 - a namespace of key builders, used as `keys.video_artifact(...)`

@@ -24,7 +24,7 @@ from typing import Any
 from videobert.core.errors import SettingsError
 from videobert.core.params import Params, write_params
 from videobert.core.runtime import Runtime
-from videobert.core.storage import keys, sha256_file
+from videobert.core.storage import install_folder, keys, sha256_file
 from videobert.dataset.files import DatasetError, staged_dir, write_json
 from videobert.training.store import MODELS, Progress, fetch_folder, put_folder
 
@@ -101,15 +101,13 @@ def resolve_corpus(rt: Runtime, request: TrainRequest) -> Corpus:
     version = repo.find_corpus(rt.db, request.corpus)
     content_hash = version["content_hash"]
     folder = rt.cache_dir() / CORPORA / content_hash
-    if not (folder / "corpus.json").exists():
-        tmp = folder.with_name(folder.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    def fill(tmp: Path) -> None:
         rt.store.get_file(keys.dataset_artifact(CORPORA, content_hash, "corpus.json"), tmp / "corpus.json", verify=True)
         for name in json.loads((tmp / "corpus.json").read_text()).get("shards", {}):
             rt.store.get_file(keys.dataset_artifact(CORPORA, content_hash, name), tmp / name, verify=True)
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
+
+    install_folder(folder, fill, complete=lambda f: (f / "corpus.json").exists())
     doc = _read_corpus_json(folder)
     _check_shards(folder, doc)
     return Corpus(folder, doc)

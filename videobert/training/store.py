@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from videobert.core.errors import SettingsError
 from videobert.core.runtime import Runtime
-from videobert.core.storage import keys, sha256_file
+from videobert.core.storage import install_folder, keys, sha256_file
 
 CHECKPOINTS = "checkpoints"  # store kind: checkpoints/<content hash>/<file>
 MODELS = "models"  # store kind: models/<content hash>/<file> (final models)
@@ -18,17 +17,27 @@ SUBFOLDER_SEP = "__"  # an object name stands for a file in a subfolder: dvclive
 Progress = Callable[[int, int, dict[str, float]], None]  # (step, max_steps, latest logs)
 
 
+FETCHED = ".fetched-from"  # written last into a fetched folder: the prefix it holds, so a complete one is known
+
+
 def fetch_folder(rt: Runtime, prefix: str, dest: Path) -> None:
-    """Every object under `prefix` into `dest` (verified), through a temporary folder."""
-    tmp = dest.with_name(dest.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    """Every object under `prefix` into `dest` (verified), replacing what `dest` held unless it is already a
+    complete fetch of that prefix; safe when several processes fetch the same folder at once (the ranks of one
+    torchrun resuming: see `install_folder`)."""
     names = [k[len(prefix):] for k in rt.store.list(prefix)]
     if not names:
         raise SettingsError(f"nothing under {prefix} in {rt.store.describe()}")
-    for name in names:
-        rt.store.get_file(prefix + name, tmp / name.replace(SUBFOLDER_SEP, "/"), verify=True)
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
+
+    def fill(tmp: Path) -> None:
+        for name in names:
+            rt.store.get_file(prefix + name, tmp / name.replace(SUBFOLDER_SEP, "/"), verify=True)
+        (tmp / FETCHED).write_text(prefix)
+
+    def complete(folder: Path) -> bool:
+        marker = folder / FETCHED
+        return marker.is_file() and marker.read_text() == prefix
+
+    install_folder(dest, fill, complete)
 
 
 def put_folder(rt: Runtime, kind: str, folder: Path) -> tuple[str, str]:
