@@ -62,7 +62,14 @@ class IngestSummary(StageRunSummary):
     unknown_ids: list[str] = Field(default_factory=list)
 
 
-class ManifestSummary(BaseModel):
+class DatasetStepSummary(BaseModel):
+    """What every dataset step's result records: the params it read."""
+
+    params_file: str | None = Field(None, description="the params file read, absolute; None: the paper's defaults")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="section.key -> value overridden for this run")
+
+
+class ManifestSummary(DatasetStepSummary):
     """The manifest flow's result."""
 
     path: str
@@ -71,14 +78,19 @@ class ManifestSummary(BaseModel):
     stale: list[str]
     sentences: int = Field(0, description="manifest videos with current sentences")
     stale_sentences: list[str] = Field(default_factory=list)
+    content_hash: str = Field("", description="the manifest's content hash (registered)")
+    sentences_hash: str = Field("", description="the sentences index's content hash (registered)")
 
 
-class CodebookSummary(BaseModel):
+class CodebookSummary(DatasetStepSummary):
     """The codebook flow's result."""
 
     path: str
     content_hash: str
     metrics: dict[str, Any]
+    manifest: str = Field("", description="the content hash of the manifest it was fitted on")
+    fitted: bool = Field(True, description="fitted in this run (false: a registered one of the same manifest, "
+                                           "parameters and code version was reused)")
 
 
 class TokensSummary(StageRunSummary):
@@ -86,11 +98,13 @@ class TokensSummary(StageRunSummary):
 
     path: str = ""
     codebook: str = ""
+    manifest: str = ""
+    content_hash: str = Field("", description="the tokens index's content hash (registered; empty: not written)")
     indexed: int = 0
     missing: list[str] = Field(default_factory=list)
 
 
-class CorpusSummary(BaseModel):
+class CorpusSummary(DatasetStepSummary):
     """The corpus flow's result: where it is and its corpus.json figures."""
 
     path: str
@@ -98,6 +112,7 @@ class CorpusSummary(BaseModel):
     codebook: str
     tokenizer: str
     stats: dict[str, Any]
+    manifest: str = ""
 
 
 class DatasetSummary(BaseModel):

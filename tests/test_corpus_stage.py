@@ -149,7 +149,8 @@ def test_corpus_flow_writes_the_corpus_and_publishes_its_figures(labelled: tuple
         write_json(project.root / "dataset" / f"{name}.json", doc)
     params = project.root / "params.yaml"
     params.write_text(json.dumps(PARAMS.model_dump(mode="json")))  # YAML is a superset of JSON
-    summary = corpus_flow(params_file=str(params))
+    files = {name: str(project.root / "dataset" / f"{name}.json") for name in ("manifest", "sentences", "tokens")}
+    summary = corpus_flow(**files, params_file=str(params))  # local files, as `dvc repro` names them
     on_disk = json.loads((project.root / "dataset" / "corpus" / "corpus.json").read_text())
     assert summary.content_hash == on_disk["content_hash"] and summary.stats == on_disk["stats"]
     with get_client(sync_client=True) as client:

@@ -280,7 +280,7 @@ def dataset_manifest(
     _prefect_ready()
     from flows.dataset import manifest_flow
 
-    r = manifest_flow(str(out), params_file, str(sentences))
+    r = manifest_flow(out=str(out), params_file=params_file, sentences_out=str(sentences))
     console.print(f"manifest {out}: {r.videos} videos, {r.clips} clips"
                   + (f"; {len(r.stale)} with stale features left out (re-run ingest)" if r.stale else ""))
     console.print(f"sentences {sentences}: {r.sentences} videos with sentences"
@@ -293,13 +293,18 @@ def dataset_codebook(
     manifest: Annotated[Path, typer.Option(help="Manifest file.")] = Path("dataset/manifest.json"),
     out: Annotated[Path, typer.Option(help="Codebook folder to write.")] = Path("dataset/codebook"),
     params: Annotated[Path, typer.Option(help="Parameters file.")] = Path("params.yaml"),
+    force: Annotated[bool, typer.Option(help="Fit again even when a codebook of this manifest, these parameters "
+                                             "and this code version is registered.")] = False,
 ) -> None:
-    """Fit the hierarchical k-means codebook, its token pictures and gallery; print its quality figures."""
+    """Fit the hierarchical k-means codebook, its token pictures and gallery; print its quality figures.
+
+    When a codebook was fitted on the same manifest with the same parameters and code version, it is copied from
+    the store instead (--force fits again)."""
     params_file = _params_file(params)  # checked before Prefect starts
     _prefect_ready()
     from flows.dataset import codebook_flow
 
-    r = codebook_flow(str(manifest), str(out), params_file)
+    r = codebook_flow(manifest=str(manifest), out=str(out), params_file=params_file, force=force)
     m = r.metrics
     table = Table("figure", "value", title=f"codebook {r.content_hash[:16]} ({m['vocab_size']} tokens)")
     for key in ("n_vectors", "videos", "leaf_inertia", "empty_leaf_share", "tree_flat_agreement",
@@ -307,7 +312,8 @@ def dataset_codebook(
         table.add_row(key, f"{m[key]:.4g}" if isinstance(m[key], float) else str(m[key]))
     table.add_row("leaf size (min/median/p95/max)", "{min}/{median:g}/{p95:g}/{max}".format(**m["leaf_size"]))
     console.print(table)
-    console.print(f"saved in {out} (gallery: {out / 'gallery.png'})")
+    how = "fitted" if r.fitted else "reused (fitted before on this manifest with these parameters; --force fits again)"
+    console.print(f"{how}; saved in {out} (gallery: {out / 'gallery.png'})")
 
 
 @dataset_app.command("tokens")
@@ -327,7 +333,8 @@ def dataset_tokens(
     _prefect_ready()
     from flows.dataset import missing_tokens, tokens_flow
 
-    r = tokens_flow(str(manifest), codebook, str(out), concurrency, allow_missing=allow_missing)
+    r = tokens_flow(manifest=str(manifest), codebook=codebook, out=str(out), concurrency=concurrency,
+                    allow_missing=allow_missing)
     print_stage_runs(console, r, "tokens results")
     console.print(f"tokens {out}: {r.indexed} videos indexed")
     if r.missing:
@@ -347,7 +354,8 @@ def dataset_corpus(
     _prefect_ready()
     from flows.dataset import corpus_flow
 
-    r = corpus_flow(str(manifest), str(sentences), str(tokens), str(out), params_file)
+    r = corpus_flow(manifest=str(manifest), sentences=str(sentences), tokens=str(tokens), out=str(out),
+                    params_file=params_file)
     table = Table("split", "text_video", "text", "video", title=f"corpus {r.content_hash[:16]} "
                   f"(codebook {r.codebook[:16]}, {r.tokenizer})")
     for split, by_kind in r.stats["examples"].items():

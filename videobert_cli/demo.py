@@ -130,22 +130,24 @@ def run_demo(console: Console) -> None:
     from flows.dataset import codebook_flow, corpus_flow, manifest_flow, tokens_flow
 
     dataset = settings.resolved_data_dir / "demo" / "dataset"
-    manifest_flow(str(dataset / "manifest.json"), str(params_file), str(dataset / "sentences.json"))
-    cb = codebook_flow(str(dataset / "manifest.json"), str(dataset / "codebook"), str(params_file))
+    man = manifest_flow(out=str(dataset / "manifest.json"), params_file=str(params_file),
+                        sentences_out=str(dataset / "sentences.json"))
+    cb = codebook_flow(manifest=man.content_hash, out=str(dataset / "codebook"), params_file=str(params_file))
     with use_reporter(RichReporter(console)):
-        tok = tokens_flow(str(dataset / "manifest.json"), str(dataset / "codebook"), str(dataset / "tokens.json"))
+        tok = tokens_flow(manifest=man.content_hash, codebook=cb.content_hash, out=str(dataset / "tokens.json"))
     m = cb.metrics
     console.print(f"  codebook {cb.content_hash[:16]}: {m['vocab_size']} tokens from {m['n_vectors']} clips of "
                   f"{m['videos']} videos; leaf inertia {m['leaf_inertia']:.3g}; empty leaves "
                   f"{m['empty_leaf_share']:.0%}; tree-vs-flat agreement {m['tree_flat_agreement']:.1%}")
-    console.print(f"  gallery: {dataset / 'codebook' / 'gallery.png'}")
+    console.print(f"  gallery: {dataset / 'codebook' / 'gallery.png'}"
+                  + ("" if cb.fitted else " (fit skipped: this manifest and these parameters were fitted before)"))
     index = json.loads((dataset / "tokens.json").read_text())["videos"]
     for vid in sorted(index)[:3]:
         doc = rt.store.get_json(index[vid]["key"], verify=True)
         console.print(f"  {vid}: tokens {doc['tokens'][:12]}{' ...' if len(doc['tokens']) > 12 else ''}")
     console.print(f"  tokens: {tok.indexed} videos labelled")
-    corpus = corpus_flow(str(dataset / "manifest.json"), str(dataset / "sentences.json"), str(dataset / "tokens.json"),
-                         str(dataset / "corpus"), str(params_file))
+    corpus = corpus_flow(manifest=man.content_hash, sentences=man.sentences_hash, tokens=tok.content_hash,
+                         out=str(dataset / "corpus"), params_file=str(params_file))
     ex = corpus.stats["examples"]
     console.print(f"  corpus {corpus.content_hash[:16]} ({corpus.tokenizer}): "
                   + "; ".join(f"{split} " + ", ".join(f"{n} {kind}" for kind, n in by_kind.items())

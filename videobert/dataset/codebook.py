@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
+import string
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +22,8 @@ from videobert.core.errors import SettingsError
 from videobert.core.fingerprint import canonical_json
 from videobert.core.params import CodebookParams, Params
 from videobert.core.runtime import Runtime
-from videobert.core.storage import keys
+from videobert.core.storage import install_folder, keys
+from videobert.dataset import registry
 from videobert.dataset.files import DatasetError, staged_dir, write_json, zip_write
 from videobert.db import repository as repo
 from videobert.features.clips import FrameReader, load_features
@@ -29,6 +32,15 @@ from videobert_model.visual_tokenizer import HKMeansConfig, VisualCodebook, agre
 log = logging.getLogger(__name__)
 
 CODEBOOKS = "codebooks"  # the dataset kind in the store: codebooks/<content hash>/<file>
+FULL_HASH_CHARS = 64  # a sha256 in hex
+FIT_VERSION = "1"  # the fit's code version, part of the fit key: bump when the fit or its outputs change
+
+
+def fit_key(manifest_hash: str, params: CodebookParams) -> str:
+    """What a codebook fit depends on: the manifest, every codebook parameter and the fit's code version. A
+    codebook registered with the same key is reused instead of fitted again (unless forced)."""
+    return hashlib.sha256(canonical_json({"manifest": manifest_hash, "params": params.model_dump(mode="json"),
+                                          "fit_version": FIT_VERSION}).encode()).hexdigest()
 
 
 @dataclass
@@ -161,7 +173,7 @@ def build_codebook(
         agree = agreement(book, np.asarray(gathered.data[sample]))
         metrics = {**stats.summary(), "tree_flat_agreement": agree, "agreement_sample": int(len(sample)),
                    "videos": len(manifest["videos"]), "vocab_size": book.vocab_size}
-        manifest_sha = hashlib.sha256(canonical_json(manifest).encode()).hexdigest()
+        manifest_sha = registry.content_hash(manifest)
         book.extra = {"manifest_sha256": manifest_sha, "extractor": manifest["extractor"]}
         book.save_pretrained(folder)
         say("finding each token's picture")
@@ -179,24 +191,62 @@ def build_codebook(
                 rt.store.put_file(keys.dataset_artifact(CODEBOOKS, content_hash, f.name), f)
         repo.register_codebook(rt.db, content_hash, levels=book.config.levels, k=book.config.k, dim=book.dim,
                                params=params.codebook.model_dump(mode="json"),
-                               store_prefix=keys.dataset_prefix(CODEBOOKS, content_hash), metrics=metrics)
+                               store_prefix=keys.dataset_prefix(CODEBOOKS, content_hash), metrics=metrics,
+                               manifest_hash=manifest_sha, fit_key=fit_key(manifest_sha, params.codebook))
     return book, metrics
 
 
-def load_codebook(rt: Runtime, ref: str | Path) -> VisualCodebook:
-    """A codebook from a local folder, or from the store by content hash (cached in the data folder)."""
-    path = Path(ref)
-    if path.is_dir():
-        return VisualCodebook.from_pretrained(path)
-    content_hash = str(ref)
+def reusable_codebook(rt: Runtime, manifest: dict[str, Any], params: Params) -> dict[str, Any] | None:
+    """The registered codebook fitted on this manifest with these parameters and this code version, when every
+    file of it is in the store; None when the fit has to run."""
+    found = repo.codebook_by_fit_key(rt.db, fit_key(registry.content_hash(manifest), params.codebook))
+    if found is None or not rt.store.exists(keys.dataset_artifact(CODEBOOKS, found["content_hash"], "config.json")):
+        return None
+    return found
+
+
+def fetch_codebook(rt: Runtime, content_hash: str, out_dir: Path) -> dict[str, Any]:
+    """Copy a registered codebook's folder (every file: centroids, pictures, gallery, metrics) from the store into
+    `out_dir`, replaced only when complete; mark it the latest codebook; returns its metrics."""
+    prefix = keys.dataset_prefix(CODEBOOKS, content_hash)
+    names = [k[len(prefix):] for k in rt.store.list(prefix)]
+    if "config.json" not in names:
+        raise SettingsError(f"no codebook {content_hash} in {rt.store.describe()}")
+    with staged_dir(out_dir) as folder:
+        for name in names:
+            rt.store.get_file(prefix + name, folder / name, verify=True)
+    repo.touch_codebook(rt.db, content_hash)
+    return json.loads((out_dir / "metrics.json").read_text()) if (out_dir / "metrics.json").exists() else {}
+
+
+def load_codebook(rt: Runtime, ref: str | Path | None, manifest_hash: str | None = None) -> VisualCodebook:
+    """A codebook from a local folder, or from the store (cached in the data folder) by content hash or a unique
+    prefix of one; empty: the latest registered codebook (of those fitted on `manifest_hash` when given)."""
+    given = str(ref or "").strip()
+    if given:
+        path = Path(given).expanduser()
+        if path.is_dir():
+            return VisualCodebook.from_pretrained(path)
+        if not all(c in string.hexdigits for c in given):
+            raise SettingsError(f"codebook {path.resolve()} is not a folder (relative paths resolve against "
+                                f"{Path.cwd()}), and {given!r} is not a content hash")
+    if len(given) == FULL_HASH_CHARS:
+        content_hash = given.lower()
+    else:
+        scope = f" fitted on manifest {manifest_hash[:16]}" if manifest_hash and not given else ""
+        content_hash = repo.pick_version(repo.codebooks(rt.db, manifest_hash if not given else None), given or None,
+                                         f"codebook{scope}", "fit one first (`videobert dataset codebook` or the "
+                                         "codebook flow)")["content_hash"]
     cache = rt.cache_dir() / CODEBOOKS / content_hash
     if not (cache / "config.json").exists():
         names = [k.rsplit("/", 1)[1] for k in rt.store.list(keys.dataset_prefix(CODEBOOKS, content_hash))]
         if "config.json" not in names:
             raise SettingsError(f"no codebook {content_hash} in {rt.store.describe()} (and {ref} is not a folder)")
-        for name in names:
-            if name.endswith(".npy") or name == "config.json":
-                rt.store.get_file(keys.dataset_artifact(CODEBOOKS, content_hash, name), cache / name, verify=True)
+
+        def fill(tmp: Path) -> None:
+            for name in names:
+                if name.endswith(".npy") or name == "config.json":
+                    rt.store.get_file(keys.dataset_artifact(CODEBOOKS, content_hash, name), tmp / name, verify=True)
+
+        install_folder(cache, fill, complete=lambda f: (f / "config.json").exists())
     return VisualCodebook.from_pretrained(cache)
-
-

@@ -131,6 +131,29 @@ class Codebook(Base):
     store_prefix: Mapped[str] = mapped_column(String(1024))
     metrics: Mapped[Json]  # inertia, cluster sizes, empty-leaf share, tree-vs-flat agreement
     created_at: Mapped[Timestamp]
+    # sha256 of the manifest it was fitted on, and of (that manifest, the codebook params, the fit's code
+    # version): a second fit with the same fit key is skipped (videobert.dataset.codebook.fit_key)
+    manifest_hash: Mapped[str | None] = mapped_column(String(64))
+    fit_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    used_at: Mapped[MaybeTimestamp]  # fitted or reused last: the latest codebook is the last used
+
+
+class DatasetIndex(Base):
+    """A JSON index of a dataset version (a manifest, a sentences index, a tokens index) kept in the store under
+    its content hash, so that a dataset step on any worker finds its inputs through the database."""
+
+    __tablename__ = "dataset_indexes"
+    __table_args__ = (UniqueConstraint("kind", "content_hash", name="uq_dataset_indexes_kind_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # manifest, sentences, tokens
+    content_hash: Mapped[Sha256]
+    store_key: Mapped[str] = mapped_column(String(1024))
+    manifest_hash: Mapped[str | None] = mapped_column(String(64))  # the manifest a sentences or tokens index covers
+    codebook_hash: Mapped[str | None] = mapped_column(String(64))  # the codebook of a tokens index
+    summary: Mapped[Json]  # videos, clips ...
+    created_at: Mapped[Timestamp]
+    used_at: Mapped[Timestamp]  # written or read again last: the latest of a kind is the last used
 
 
 class CorpusVersion(Base):

@@ -25,6 +25,7 @@ from videobert.db.models import (
     CaptioningRun,
     Codebook,
     CorpusVersion,
+    DatasetIndex,
     EvaluationResult,
     EvaluationRun,
     StageRun,
@@ -499,15 +500,91 @@ def videos_failed_with(db: Database, error_type: str, stage: str | None = None) 
 
 
 def register_codebook(db: Database, content_hash: str, *, levels: int, k: int, dim: int, params: dict[str, Any],
-                      store_prefix: str, metrics: dict[str, Any]) -> None:
-    """Record a fitted codebook (or refresh the metrics of one already recorded with the same content hash)."""
+                      store_prefix: str, metrics: dict[str, Any], manifest_hash: str | None = None,
+                      fit_key: str | None = None) -> None:
+    """Record a fitted codebook (or refresh the metrics of one already recorded with the same content hash); it
+    becomes the latest codebook."""
     with db.session() as s:
         row = s.scalars(select(Codebook).where(Codebook.content_hash == content_hash)).one_or_none()
         if row is None:
             s.add(Codebook(content_hash=content_hash, levels=levels, k=k, dim=dim, params=params,
-                           store_prefix=store_prefix, metrics=metrics))
+                           store_prefix=store_prefix, metrics=metrics, manifest_hash=manifest_hash, fit_key=fit_key,
+                           used_at=utcnow()))
         else:
-            row.metrics = metrics
+            row.metrics, row.used_at = metrics, utcnow()
+            row.manifest_hash = manifest_hash or row.manifest_hash
+            row.fit_key = fit_key or row.fit_key
+
+
+def _codebook_dict(c: Codebook) -> dict[str, Any]:
+    return {"content_hash": c.content_hash, "levels": c.levels, "k": c.k, "dim": c.dim, "params": c.params,
+            "store_prefix": c.store_prefix, "metrics": c.metrics, "manifest_hash": c.manifest_hash,
+            "fit_key": c.fit_key, "created_at": c.created_at}
+
+
+def codebooks(db: Database, manifest_hash: str | None = None) -> list[dict[str, Any]]:
+    """Registered codebooks (those fitted on `manifest_hash` when given), the last used first."""
+    with db.session() as s:
+        stmt = select(Codebook).order_by(func.coalesce(Codebook.used_at, Codebook.created_at).desc(),
+                                         Codebook.id.desc())
+        if manifest_hash:
+            stmt = stmt.where(Codebook.manifest_hash == manifest_hash)
+        return [_codebook_dict(c) for c in s.scalars(stmt)]
+
+
+def codebook_by_fit_key(db: Database, fit_key: str) -> dict[str, Any] | None:
+    """The codebook last fitted with this fit key, if any (see `register_codebook`)."""
+    with db.session() as s:
+        row = s.scalars(select(Codebook).where(Codebook.fit_key == fit_key)
+                        .order_by(Codebook.id.desc()).limit(1)).one_or_none()
+        return _codebook_dict(row) if row else None
+
+
+def touch_codebook(db: Database, content_hash: str) -> None:
+    """Make a registered codebook the latest (it was reused instead of fitted again)."""
+    with db.session() as s:
+        s.execute(update(Codebook).where(Codebook.content_hash == content_hash).values(used_at=utcnow()))
+
+
+def register_index(db: Database, kind: str, content_hash: str, *, store_key: str, summary: dict[str, Any],
+                   manifest_hash: str | None = None, codebook_hash: str | None = None) -> None:
+    """Record a dataset index kept in the store (or mark one already recorded as used now): it becomes the latest
+    of its kind."""
+    validate_name(kind, "index kind")
+    with db.session() as s:
+        row = s.scalars(select(DatasetIndex).where(DatasetIndex.kind == kind,
+                                                   DatasetIndex.content_hash == content_hash)).one_or_none()
+        if row is None:
+            s.add(DatasetIndex(kind=kind, content_hash=content_hash, store_key=store_key, summary=summary,
+                               manifest_hash=manifest_hash, codebook_hash=codebook_hash, used_at=utcnow()))
+        else:
+            row.used_at = utcnow()
+
+
+def dataset_indexes(db: Database, kind: str, manifest_hash: str | None = None) -> list[dict[str, Any]]:
+    """The registered indexes of a kind (covering `manifest_hash` when given), the last used first."""
+    with db.session() as s:
+        stmt = (select(DatasetIndex).where(DatasetIndex.kind == kind)
+                .order_by(DatasetIndex.used_at.desc(), DatasetIndex.id.desc()))
+        if manifest_hash:
+            stmt = stmt.where(DatasetIndex.manifest_hash == manifest_hash)
+        return [{"kind": r.kind, "content_hash": r.content_hash, "store_key": r.store_key, "summary": r.summary,
+                 "manifest_hash": r.manifest_hash, "codebook_hash": r.codebook_hash, "created_at": r.created_at}
+                for r in s.scalars(stmt)]
+
+
+def pick_version(versions: list[dict[str, Any]], ref: str | None, what: str, hint: str) -> dict[str, Any]:
+    """The version named by `ref` (a content hash or a unique prefix of one) among `versions`, or the first (the
+    latest) when `ref` is empty; SettingsError when there is none, or the prefix matches none or several."""
+    if not versions:
+        raise SettingsError(f"no {what} is registered: {hint}")
+    if not ref:
+        return versions[0]
+    matches = [v for v in versions if v["content_hash"].startswith(ref.lower())]
+    if len(matches) != 1:
+        known = ", ".join(v["content_hash"][:16] for v in versions[:5])
+        raise SettingsError(f"{what} {ref!r} {'is ambiguous' if matches else 'is not registered'} (known: {known})")
+    return matches[0]
 
 
 def register_corpus(db: Database, content_hash: str, *, codebook_hash: str, params: dict[str, Any],
@@ -538,16 +615,8 @@ def corpus_versions(db: Database) -> list[dict[str, Any]]:
 def find_corpus(db: Database, ref: str | None) -> dict[str, Any]:
     """The corpus named by `ref` (its hash or a unique prefix of it), or the latest registered when `ref` is
     None; SettingsError when there is none or the prefix is ambiguous."""
-    versions = corpus_versions(db)
-    if not versions:
-        raise SettingsError("no corpus is registered: build one first (`videobert dataset corpus` or `dvc repro`)")
-    if not ref:
-        return versions[0]
-    matches = [v for v in versions if v["content_hash"].startswith(ref.lower())]
-    if len(matches) != 1:
-        known = ", ".join(v["content_hash"][:16] for v in versions[:5])
-        raise SettingsError(f"corpus {ref!r} {'is ambiguous' if matches else 'is not registered'} (known: {known})")
-    return matches[0]
+    return pick_version(corpus_versions(db), ref, "corpus",
+                        "build one first (`videobert dataset corpus` or `dvc repro`)")
 
 
 # --- training runs ------------------------------------------------------------------------------------------
