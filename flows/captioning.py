@@ -9,14 +9,17 @@ from dataclasses import asdict
 from typing import Any
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from flows.artifacts import publish_table
+from flows.inputs import effective_params, input_path, with_notes
 from tasks.captioning import score_captions_task, train_captioner_task
 from videobert.captioning.metrics import LABELS, METRICS
 from videobert.captioning.run import CaptionRequest, rows_of
-from videobert.core.params import load_params
+from videobert.core.params import ParamsOverride
 from videobert.core.runtime import get_runtime
+from videobert.dataset import registry
+from videobert.training.run import resolve_model
 
 
 class CaptionSummary(BaseModel):
@@ -27,6 +30,8 @@ class CaptionSummary(BaseModel):
     annotations: str
     metrics: dict[str, Any]
     rows: list[dict[str, Any]]
+    params_file: str | None = Field(None, description="the params file read, absolute; None: the paper's defaults")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="section.key -> value overridden for this run")
 
     def table(self) -> list[dict[str, Any]]:
         """One row per captioner: inputs, segments, then each metric (BLEU, METEOR, ROUGE-L in %, CIDEr)."""
@@ -42,30 +47,51 @@ class CaptionSummary(BaseModel):
                          for r in self.table())
 
 
-@flow(name="caption")
-def caption_flow(checkpoint: str = "models/videobert", annotations: str | None = None,
-                 tokens: str = "dataset/tokens.json", out: str = "caption", params_file: str = "params.yaml"
-                 ) -> CaptionSummary:
-    """Train and score captioners over `checkpoint`'s (a trained VideoBERT folder) features on `annotations`
-    (YouCook II format; default: caption.annotations of the params file), for the videos of the `tokens` index;
-    with caption.ablation also on clip features alone; results in `out`."""
+@flow(name="caption", persist_result=True, result_serializer="json")
+@with_notes
+def caption_flow(checkpoint: str = "", annotations: str | None = None, tokens: str = "", out: str = "caption",
+                 params_file: str = "params.yaml",
+                 overrides: ParamsOverride = ParamsOverride()) -> CaptionSummary:  # type: ignore[valid-type]
+    """Train and score captioners over a trained VideoBERT's features (and, with caption.ablation, over the clip
+    features alone) on YouCook II-format annotations, for the videos of a tokens index; results in `out`.
+
+    Args:
+        checkpoint: a trained model folder (`videobert train` prints it; BASE_NOTE), or the key of a finished
+            training run or a unique prefix of one (its model fetched from the store); empty: the latest finished
+            training run.
+        annotations: annotations in the YouCook II format; empty: caption.annotations of the params file (after
+            the overrides); BASE_NOTE.
+        tokens: the tokens index of the labelled videos: a content hash or a unique prefix of one, or a file
+            (BASE_NOTE); empty: the latest registered.
+        out: the folder of the captioners, their predictions and metrics.json; BASE_NOTE.
+        params_file: PARAMS_FILE_NOTE
+        overrides: OVERRIDES_NOTE (the caption section is read here).
+    """
     from prefect.runtime import flow_run
 
     logger = get_run_logger()
-    params = load_params(params_file)
-    get_runtime()  # settings and backends checked before a task starts
-    annotations = annotations or params.caption.annotations
-    request = CaptionRequest(checkpoint=checkpoint, annotations=annotations, tokens=tokens, out=out,
-                             flow_run_id=str(flow_run.id) if flow_run.id else None)
+    effective = effective_params(params_file, overrides, logger)
+    params = effective.params
+    rt = get_runtime()  # settings and backends checked before a task starts
+    ckpt, ckpt_source = resolve_model(rt, checkpoint)
+    notes = input_path(annotations or params.caption.annotations, "annotation file")
+    tok = registry.resolve_index(rt, registry.TOKENS_INDEX, tokens)
+    folder = input_path(out, "output folder", must_exist=False)
+    logger.info("captioning over %s on %s with tokens index %s (%s)", ckpt_source, notes, tok.content_hash[:16],
+                tok.source)
+    request = CaptionRequest(checkpoint=str(ckpt), annotations=str(notes), tokens=str(registry.local_file(rt, tok)),
+                             out=str(folder), flow_run_id=str(flow_run.id) if flow_run.id else None)
     rows = []
     for inputs in rows_of(params.caption):
         def progress(epoch: int, epochs: int, figures: dict[str, float], inputs: str = inputs) -> None:
             logger.info("%s: epoch %d/%d, train loss %.4g, validation loss %.4g", inputs, epoch, epochs,
                         figures["train_loss"], figures["eval_loss"])
 
-        rows.append(train_captioner_task(asdict(request), inputs, params_file, progress))
-    metrics = score_captions_task(out, rows, params_file)
-    summary = CaptionSummary(out=out, checkpoint=checkpoint, annotations=annotations, metrics=metrics, rows=rows)
+        rows.append(train_captioner_task(asdict(request), inputs, effective.params_file, progress,
+                                         effective.overrides))
+    metrics = score_captions_task(str(folder), rows, effective.params_file, effective.overrides)
+    summary = CaptionSummary(out=str(folder), checkpoint=str(ckpt), annotations=str(notes), metrics=metrics,
+                             rows=rows, params_file=effective.params_file, overrides=effective.overrides)
     logger.info("captioning: %s", summary.headline())
     _publish(summary)
     return summary

@@ -11,6 +11,7 @@ worker, in any working folder, can run any step.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -37,6 +38,8 @@ from videobert.dataset.manifest import build_manifest, build_sentences_index
 from videobert.dataset.tokens import TOKENS, tokens_index, tokens_todo
 
 TOKENS_TASK_THREADS = 16  # threads of the tokens flow's task runner; `concurrency` videos use them at once
+FITTED = "fitted in this run"
+REUSED = "skipped: the registered codebook of this manifest, these parameters and this code version"
 RESULT = {"persist_result": True, "result_serializer": "json"}  # the return value is shown in the UI and the API
 
 
@@ -126,8 +129,9 @@ def codebook_flow(manifest: str = "", out: str = "dataset/codebook", params_file
 
 def _publish_codebook(summary: CodebookSummary) -> None:
     """The codebook's quality figures as a table artifact and its gallery as a picture, for the Prefect UI."""
-    rows = [{"figure": k, "value": round(v, 5) if isinstance(v, float) else v}
-            for k, v in sorted(summary.metrics.items()) if isinstance(v, int | float | str)]
+    rows: list[dict[str, Any]] = [{"figure": "fit", "value": FITTED if summary.fitted else REUSED}]
+    rows += [{"figure": k, "value": round(v, 5) if isinstance(v, float) else v}
+             for k, v in sorted(summary.metrics.items()) if isinstance(v, int | float | str)]
     rows += [{"figure": f"leaf size {k}", "value": v} for k, v in summary.metrics.get("leaf_size", {}).items()]
     publish_table(rows, "codebook-figures", f"codebook {summary.content_hash[:16]} of manifest "
                   f"{summary.manifest[:16]} ({'fitted in this run' if summary.fitted else 'reused: fit skipped'}); "

@@ -29,14 +29,9 @@ TAGS = ["videobert"]
 POOL_TYPE = "process"  # the worker type whose `working_dir` job variable the deployments set
 
 
-def build_deployments(limit: int | None = None, pool: str | None = None, working_dir: Path | None = None) -> list[Any]:
-    """The deployments of every flow (not yet registered).
-
-    Without `pool`: for `serve`, each named after its flow. With `pool`: bound to that work pool, each named after
-    the pool (so that they do not replace the served ones: `ingest/<pool>`), the flow found by module path and run
-    in `working_dir` (absolute).
-    """
-    flows = [
+def deployed_flows() -> list[tuple[Any, str]]:
+    """Every flow that has a deployment, with the deployment's description."""
+    return [
         (ingest, "Register videos and run download, transcript, punctuation and clip features."),
         (manifest_flow, "Write the manifest of videos whose features are done."),
         (codebook_flow, "Fit the hierarchical k-means codebook of a manifest."),
@@ -48,6 +43,16 @@ def build_deployments(limit: int | None = None, pool: str | None = None, working
         (caption_flow, "Captioners over a checkpoint's VideoBERT features and over clip features alone, scored with "
                        "BLEU, METEOR, ROUGE-L and CIDEr on YouCook II-format annotations."),
     ]
+
+
+def build_deployments(limit: int | None = None, pool: str | None = None, working_dir: Path | None = None) -> list[Any]:
+    """The deployments of every flow (not yet registered).
+
+    Without `pool`: for `serve`, each named after its flow. With `pool`: bound to that work pool, each named after
+    the pool (so that they do not replace the served ones: `ingest/<pool>`), the flow found by module path and run
+    in `working_dir` (absolute).
+    """
+    flows = deployed_flows()
     if pool is None:
         return [f.to_deployment(name=f.name, description=text, tags=TAGS, concurrency_limit=limit) for f, text in flows]
     from prefect.deployments.runner import EntrypointType

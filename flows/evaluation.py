@@ -13,30 +13,39 @@ from flows.inputs import effective_params, input_path, with_notes
 from flows.summaries import EvaluationSummary
 from tasks.evaluation import evaluate_task
 from videobert.core.params import ParamsOverride
+from videobert.core.runtime import get_runtime
+from videobert.dataset import registry
+from videobert.training.run import resolve_model
 
 
 @flow(name="evaluate", persist_result=True, result_serializer="json")
 @with_notes
-def evaluate_flow(checkpoint: str = "models/videobert", annotations: str | None = None,
-                  tokens: str = "dataset/tokens.json", out: str = "eval", params_file: str = "params.yaml",
+def evaluate_flow(checkpoint: str = "", annotations: str | None = None,
+                  tokens: str = "", out: str = "eval", params_file: str = "params.yaml",
                   overrides: ParamsOverride = ParamsOverride()) -> EvaluationSummary:  # type: ignore[valid-type]
     """Zero-shot classification of a trained checkpoint on annotated segments, against chance and a shuffled
     control.
 
     Args:
-        checkpoint: a trained model folder (`videobert train` prints it); BASE_NOTE.
+        checkpoint: a trained model folder (`videobert train` prints it; BASE_NOTE), or the key of a finished
+            training run or a unique prefix of one (its model fetched from the store); empty: the latest finished
+            training run.
         annotations: annotations in the YouCook II format; empty: evaluate.annotations of the params file (after
             the overrides); BASE_NOTE.
-        tokens: the tokens index of the labelled videos (`videobert dataset tokens` writes it); BASE_NOTE.
+        tokens: the tokens index of the labelled videos: a content hash or a unique prefix of one, or a file
+            (`videobert dataset tokens` writes it; BASE_NOTE); empty: the latest registered.
         out: the folder for metrics.json, segments.jsonl and the pictures; BASE_NOTE.
         params_file: PARAMS_FILE_NOTE
         overrides: OVERRIDES_NOTE (the evaluate section is read here).
     """
     logger = get_run_logger()
     effective = effective_params(params_file, overrides, logger)
-    ckpt = input_path(checkpoint, "checkpoint folder", kind="folder")
+    rt = get_runtime()
+    ckpt, ckpt_source = resolve_model(rt, checkpoint)
     notes = input_path(annotations or effective.params.evaluate.annotations, "annotation file")
-    index = input_path(tokens, "tokens index")
+    tok = registry.resolve_index(rt, registry.TOKENS_INDEX, tokens)
+    index = registry.local_file(rt, tok)
+    logger.info("evaluating %s on %s with tokens index %s (%s)", ckpt_source, notes, tok.content_hash[:16], tok.source)
     folder = input_path(out, "output folder", must_exist=False)
     metrics = evaluate_task(str(ckpt), str(notes), str(index), str(folder), effective.params_file,
                             effective.overrides)

@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
+from videobert.core.params import Params, apply_override, load_params, override_from_items
 from videobert.core.stages import StageResult
 
 
@@ -46,3 +47,9 @@ def backoff(retries: int, first_s: float) -> dict[str, Any]:
 def as_dict(result: StageResult) -> dict[str, Any]:
     """A StageResult as a plain dict (what tasks return to the flow)."""
     return asdict(result)
+
+
+def task_params(params_file: str | None, overrides: dict[str, Any] | None = None) -> Params:
+    """A run's effective params in a task: the params file's values with the flow's `overrides` ("section.key" ->
+    value, as `flows.inputs.effective_params` recorded them) applied."""
+    return apply_override(load_params(params_file), override_from_items(overrides or {}))

@@ -7,8 +7,7 @@ from typing import Any
 
 from prefect import task
 
-from tasks.common import TASK_OPTIONS
-from videobert.core.params import apply_override, load_params, override_from_items
+from tasks.common import TASK_OPTIONS, task_params
 from videobert.core.runtime import get_runtime
 from videobert.evaluation.zero_shot import evaluate
 
@@ -18,5 +17,5 @@ def evaluate_task(checkpoint: str, annotations: str, tokens: str, out: str, para
                   overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Score `checkpoint` on `annotations` (videos labelled in the `tokens` index) with the params file's
     values and `overrides` ("section.key" -> value); returns the metrics."""
-    params = apply_override(load_params(params_file), override_from_items(overrides or {}))
+    params = task_params(params_file, overrides)
     return evaluate(get_runtime(), Path(checkpoint), Path(annotations), Path(tokens), params.evaluate, Path(out))

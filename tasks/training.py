@@ -7,8 +7,7 @@ from typing import Any
 
 from prefect import task
 
-from tasks.common import TASK_OPTIONS
-from videobert.core.params import apply_override, load_params, override_from_items
+from tasks.common import TASK_OPTIONS, task_params
 from videobert.core.runtime import get_runtime
 from videobert.training.run import TrainRequest, train, train_distributed
 from videobert.training.store import Progress
@@ -22,7 +21,7 @@ def train_task(request: dict[str, Any], params_file: str | None, progress: Progr
     from prefect import get_run_logger
 
     logger = get_run_logger()
-    params = apply_override(load_params(params_file), override_from_items(overrides or {}))
+    params = task_params(params_file, overrides)
     req = TrainRequest(**request)
     processes = params.train.nproc_per_node
     if processes > 1:

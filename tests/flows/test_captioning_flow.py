@@ -13,6 +13,7 @@ import pytest
 
 from flows.captioning import caption_flow
 from tests.conftest import Project
+from tests.flows.prefect_api import flow_run_artifacts
 from tests.helpers.tiny_model import ACTION_TOKEN, OBJECT_TOKEN, OBJECTS, VERBS, train_tiny_model
 from videobert.core.storage import keys
 from videobert.db import repository as repo
@@ -114,16 +115,9 @@ def test_caption_flow_trains_and_scores_both_rows(prod_project: Project) -> None
         assert rt.store.list(r["model_prefix"]) and rt.store.get_bytes(r["predictions_key"], verify=True)
         assert len(r["training"]["history"]) == 25
 
-    from uuid import UUID
 
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(runs[0]["flow_run_id"])])))
-    artifacts = {a.key: a for a in found}
+    artifacts = flow_run_artifacts(runs[0]["flow_run_id"])  # the keyed ones (the persisted result has no key)
     assert set(artifacts) == {"caption-scores", "caption-examples"}
-    table = artifacts["caption-scores"].data
-    rows = json.loads(table) if isinstance(table, str) else table
+    rows = artifacts["caption-scores"]
     assert [r["inputs"] for r in rows] == ["videobert+clip", "clip"] and "CIDEr" in rows[0]
+    assert summary.params_file == str(params)  # the run records the params it read

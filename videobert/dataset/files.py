@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import tempfile
+import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +23,16 @@ class DatasetError(PermanentStageError):
     """The inputs of a dataset stage are not usable (no videos, mixed extractors ...)."""
 
 
+def json_bytes(value: Any) -> bytes:
+    """Sorted, indented JSON with a final newline, UTF-8: the bytes of every JSON file the dataset steps write."""
+    return (json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
 def write_json(path: Path, value: Any) -> None:
-    """Sorted, indented JSON with a final newline, written atomically."""
+    """`json_bytes` of `value`, written atomically (a temporary name of this process's own, then renamed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(json_bytes(value))
     tmp.replace(path)
 
 

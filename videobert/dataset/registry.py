@@ -21,7 +21,7 @@ from videobert.core.errors import SettingsError
 from videobert.core.fingerprint import canonical_json
 from videobert.core.runtime import Runtime
 from videobert.core.storage import keys
-from videobert.dataset.files import DatasetError
+from videobert.dataset.files import DatasetError, json_bytes, write_json
 from videobert.db import repository as repo
 
 MANIFEST, SENTENCES, TOKENS_INDEX = "manifest", "sentences", "tokens"
@@ -64,8 +64,7 @@ def register(rt: Runtime, kind: str, doc: dict[str, Any], *, manifest_hash: str 
     digest = content_hash(doc)
     key = keys.dataset_artifact(folder, digest, name)
     if not rt.store.exists(key):
-        rt.store.put_bytes(key, (json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode(),
-                           content_type="application/json")
+        rt.store.put_bytes(key, json_bytes(doc), content_type="application/json")
     repo.register_index(rt.db, kind, digest, store_key=key, summary=summary or {}, manifest_hash=manifest_hash,
                         codebook_hash=codebook_hash)
     return Index(kind, doc, digest, f"registered {digest}")
@@ -117,3 +116,15 @@ def _read_file(path: Path, kind: str) -> dict[str, Any]:
 def store_kind(kind: str) -> str:
     """The store folder of an index kind (manifests, sentences-indexes, tokens-indexes)."""
     return _LAYOUT[kind][0]
+
+
+def local_file(rt: Runtime, index: Index) -> Path:
+    """A local file holding the index: the file it was read from, else a copy in the data folder's cache (the
+    same bytes as in the store), for code that reads indexes from files."""
+    if index.source != f"registered {index.content_hash}":
+        return Path(index.source)
+    folder, name, _ = _LAYOUT[index.kind]
+    path = rt.cache_dir() / folder / index.content_hash / name
+    if not path.exists():
+        write_json(path, index.doc)
+    return path

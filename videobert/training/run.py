@@ -386,6 +386,32 @@ def _fetch_final(rt: Runtime, run: dict[str, Any], out_dir: Path) -> None:
                         "train again with --force")
 
 
+def resolve_model(rt: Runtime, ref: str | None) -> tuple[Path, str]:
+    """The trained model named by `ref`, as a local folder, and where it came from: a folder with a config.json
+    (a relative path resolves against this process's working folder), as it is; else the key (or a unique prefix)
+    of a finished training run, or empty for the latest finished one, its final model fetched from the store into
+    the data folder's cache (so any worker can evaluate a model another trained)."""
+    from videobert.db import repository as repo
+    from videobert.db.models import StageStatus
+
+    given = (ref or "").strip()
+    if given:
+        path = Path(given).expanduser()
+        path = path if path.is_absolute() else Path.cwd() / path
+        if (path / "config.json").is_file():
+            return path, str(path)
+        if path.exists() or not all(c in "0123456789abcdefABCDEF" for c in given):
+            raise SettingsError(f"{path} is not a trained model folder (no config.json; relative paths resolve "
+                                f"against {Path.cwd()}) and {given!r} is not a training run key")
+    runs = [{**r, "content_hash": r["run_key"]} for r in repo.training_runs(rt.db)
+            if r["status"] == StageStatus.DONE and r["run_key"]]
+    run = repo.pick_version(runs, given or None, "finished training run",
+                            "train one first (`videobert train` or the train flow)")
+    dest = rt.cache_dir() / MODELS / run["run_key"]
+    _fetch_final(rt, run, dest)
+    return dest, f"training run {run['run_key']}"
+
+
 def train_distributed(params: str | Path | Params | None, request: TrainRequest, nproc_per_node: int,
                       timeout_s: float | None = None) -> TrainResult:
     """`train` in `nproc_per_node` processes under torchrun (DDP; gloo on CPU, NCCL on GPUs) on this machine;
