@@ -365,6 +365,34 @@ def dataset_corpus(
                   f"{r.stats['clips_without_sentence_share']:.1%}; saved in {out} (lengths: {out / 'lengths.png'})")
 
 
+@dataset_app.command("versions")
+def dataset_versions(
+    limit: Annotated[int, typer.Option(min=1, help="Versions listed per kind, the latest first.")] = 5,
+) -> None:
+    """List the registered dataset versions (manifests, sentences and tokens indexes, codebooks, corpora), the
+    latest first: what an empty input of a dataset step, or of the train, evaluate and caption flows, reads."""
+    from videobert.core.runtime import get_runtime
+    from videobert.dataset import registry
+    from videobert.db import repository as repo
+
+    rt = get_runtime(_settings())
+    table = Table("kind", "content hash", "of manifest", "codebook", "figures", "registered")
+    for kind in (registry.MANIFEST, registry.SENTENCES, registry.TOKENS_INDEX):
+        for v in repo.dataset_indexes(rt.db, kind)[:limit]:
+            table.add_row(kind, v["content_hash"][:16], (v["manifest_hash"] or "")[:16],
+                          (v["codebook_hash"] or "")[:16], ", ".join(f"{k} {n}" for k, n in v["summary"].items()),
+                          f"{v['created_at']:%Y-%m-%d %H:%M}")
+    for c in repo.codebooks(rt.db)[:limit]:
+        table.add_row("codebook", c["content_hash"][:16], (c["manifest_hash"] or "")[:16], "",
+                      f"{c['levels']} x {c['k']}, {c['metrics'].get('n_vectors', '?')} clips",
+                      f"{c['created_at']:%Y-%m-%d %H:%M}")
+    for v in repo.corpus_versions(rt.db)[:limit]:
+        examples = sum(sum(by_kind.values()) for by_kind in v["stats"].get("examples", {}).values())
+        table.add_row("corpus", v["content_hash"][:16], "", (v["codebook_hash"] or "")[:16], f"{examples} examples",
+                      f"{v['created_at']:%Y-%m-%d %H:%M}")
+    console.print(table if table.rows else "nothing registered yet (`videobert dataset manifest` starts a version)")
+
+
 @dataset_app.command("remote")
 def dataset_remote(
     name: Annotated[str, typer.Option(help="Remote name.")] = "store",

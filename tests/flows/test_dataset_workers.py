@@ -121,3 +121,13 @@ def test_two_serving_processes_in_different_folders_share_the_dataset_through_th
     assert again_artifacts["codebook-figures"][0] == {"figure": "fit", "value": REUSED}
     assert "codebook-gallery" in again_artifacts
     assert refit["fitted"] and refit["content_hash"] == codebook["content_hash"]  # force refits; same seed, same book
+
+    # what an empty reference reads, listed for a user
+    listed = subprocess.run([sys.executable, "-m", "videobert_cli.cli", "dataset", "versions"], cwd=second,
+                            env={**os.environ, "COLUMNS": "200"}, capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    for kind, digest in (("manifest", manifest["content_hash"]), ("sentences", manifest["sentences_hash"]),
+                         ("tokens", tokens["content_hash"]), ("codebook", codebook["content_hash"]),
+                         ("corpus", corpus["content_hash"])):
+        assert any(line.split()[1:2] == [kind] and digest[:16] in line for line in listed.stdout.splitlines()), \
+            (kind, listed.stdout)
