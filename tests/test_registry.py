@@ -41,8 +41,11 @@ def test_indexes_are_found_latest_by_prefix_or_as_files(project: Project) -> Non
     latest = registry.resolve_index(rt, registry.MANIFEST, "")
     assert (latest.content_hash, latest.doc) == (two.content_hash, _manifest(2))
     assert registry.resolve_index(rt, registry.MANIFEST, one.content_hash[:8]).doc == _manifest(1)
-    # naming an older version makes it the latest again (what the next step with an empty reference reads)
+    assert registry.resolve_index(rt, registry.MANIFEST, "").content_hash == two.content_hash  # reading changes nothing
+    # writing an older version again makes it the latest (what the next step with an empty reference reads)
+    registry.register(rt, registry.MANIFEST, _manifest(1))
     assert registry.resolve_index(rt, registry.MANIFEST, "").content_hash == one.content_hash
+    registry.register(rt, registry.MANIFEST, _manifest(2))
     # a local file, relative to the working folder, as it is
     from_file = registry.resolve_index(rt, registry.MANIFEST, "m.json")
     assert from_file.content_hash == two.content_hash and from_file.source == str(project.root / "m.json")

@@ -95,7 +95,6 @@ def resolve_index(rt: Runtime, kind: str, ref: str | Path | None, manifest_hash:
     if not isinstance(doc, dict) or content_hash(doc) != found["content_hash"]:
         raise DatasetError(f"{kind} index {found['content_hash'][:16]} in {rt.store.describe()} does not match its "
                            "hash: write it again")
-    repo.register_index(rt.db, kind, found["content_hash"], store_key=found["store_key"], summary=found["summary"])
     return Index(kind, doc, found["content_hash"], f"registered {found['content_hash']}")
 
 

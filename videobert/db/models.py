@@ -135,7 +135,7 @@ class Codebook(Base):
     # version): a second fit with the same fit key is skipped (videobert.dataset.codebook.fit_key)
     manifest_hash: Mapped[str | None] = mapped_column(String(64))
     fit_key: Mapped[str | None] = mapped_column(String(64), index=True)
-    used_at: Mapped[MaybeTimestamp]  # fitted or reused last: the latest codebook is the last used
+    used_at: Mapped[MaybeTimestamp]  # fitted, or reused into a folder, last: the latest codebook
 
 
 class DatasetIndex(Base):
@@ -153,7 +153,7 @@ class DatasetIndex(Base):
     codebook_hash: Mapped[str | None] = mapped_column(String(64))  # the codebook of a tokens index
     summary: Mapped[Json]  # videos, clips ...
     created_at: Mapped[Timestamp]
-    used_at: Mapped[Timestamp]  # written or read again last: the latest of a kind is the last used
+    used_at: Mapped[Timestamp]  # written last (again, when the same content is written again): the latest
 
 
 class CorpusVersion(Base):
