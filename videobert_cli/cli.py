@@ -365,6 +365,9 @@ def dataset_corpus(
                   f"{r.stats['clips_without_sentence_share']:.1%}; saved in {out} (lengths: {out / 'lengths.png'})")
 
 
+HASH_SHOWN = 10  # hex digits of a hash listed: enough to name it as an input
+
+
 @dataset_app.command("versions")
 def dataset_versions(
     limit: Annotated[int, typer.Option(min=1, help="Versions listed per kind, the latest first.")] = 5,
@@ -376,20 +379,27 @@ def dataset_versions(
     from videobert.db import repository as repo
 
     rt = get_runtime(_settings())
-    table = Table("kind", "content hash", "of manifest", "codebook", "figures", "registered")
+    table = Table(title="registered dataset versions, the latest first (hash prefixes are enough as inputs)")
+    for name in ("kind", "hash", "manifest", "codebook"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("figures")
+    table.add_column("written", no_wrap=True)
+
+    def short(digest: str | None) -> str:
+        return (digest or "")[:HASH_SHOWN]
+
     for kind in (registry.MANIFEST, registry.SENTENCES, registry.TOKENS_INDEX):
         for v in repo.dataset_indexes(rt.db, kind)[:limit]:
-            table.add_row(kind, v["content_hash"][:16], (v["manifest_hash"] or "")[:16],
-                          (v["codebook_hash"] or "")[:16], ", ".join(f"{k} {n}" for k, n in v["summary"].items()),
-                          f"{v['created_at']:%Y-%m-%d %H:%M}")
+            table.add_row(kind, short(v["content_hash"]), short(v["manifest_hash"]), short(v["codebook_hash"]),
+                          ", ".join(f"{k} {n}" for k, n in v["summary"].items()), f"{v['created_at']:%m-%d %H:%M}")
     for c in repo.codebooks(rt.db)[:limit]:
-        table.add_row("codebook", c["content_hash"][:16], (c["manifest_hash"] or "")[:16], "",
+        table.add_row("codebook", short(c["content_hash"]), short(c["manifest_hash"]), "",
                       f"{c['levels']} x {c['k']}, {c['metrics'].get('n_vectors', '?')} clips",
-                      f"{c['created_at']:%Y-%m-%d %H:%M}")
+                      f"{c['created_at']:%m-%d %H:%M}")
     for v in repo.corpus_versions(rt.db)[:limit]:
         examples = sum(sum(by_kind.values()) for by_kind in v["stats"].get("examples", {}).values())
-        table.add_row("corpus", v["content_hash"][:16], "", (v["codebook_hash"] or "")[:16], f"{examples} examples",
-                      f"{v['created_at']:%Y-%m-%d %H:%M}")
+        table.add_row("corpus", short(v["content_hash"]), "", short(v["codebook_hash"]), f"{examples} examples",
+                      f"{v['created_at']:%m-%d %H:%M}")
     console.print(table if table.rows else "nothing registered yet (`videobert dataset manifest` starts a version)")
 
 

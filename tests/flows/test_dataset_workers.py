@@ -20,6 +20,7 @@ from videobert.core.params import load_params
 from videobert.db import repository as repo
 from videobert.features.stage import run_features
 from videobert.ingest.stages import run_download, run_punctuate, run_transcript
+from videobert_cli.cli import HASH_SHOWN
 
 SMALL = "features:\n  extractor: baseline\ncodebook:\n  levels: 2\n  k: 3\n  agreement_sample: 50\ncorpus:\n  video_segment: 4\n"
 VTT = "WEBVTT\n\n00:00:00.000 --> 00:00:02.000\nwhisk the eggs.\n\n00:00:02.000 --> 00:00:04.000\nthen fold in the flour.\n"
@@ -129,5 +130,5 @@ def test_two_serving_processes_in_different_folders_share_the_dataset_through_th
     for kind, digest in (("manifest", manifest["content_hash"]), ("sentences", manifest["sentences_hash"]),
                          ("tokens", tokens["content_hash"]), ("codebook", codebook["content_hash"]),
                          ("corpus", corpus["content_hash"])):
-        assert any(line.split()[1:2] == [kind] and digest[:16] in line for line in listed.stdout.splitlines()), \
+        assert any(line.split()[1:2] == [kind] and digest[:HASH_SHOWN] in line for line in listed.stdout.splitlines()), \
             (kind, listed.stdout)
