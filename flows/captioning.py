@@ -56,13 +56,10 @@ def caption_flow(checkpoint: str = "", annotations: str | None = None, tokens: s
     features alone) on YouCook II-format annotations, for the videos of a tokens index; results in `out`.
 
     Args:
-        checkpoint: a trained model folder (`videobert train` prints it; BASE_NOTE), or the key of a finished
-            training run or a unique prefix of one (its model fetched from the store); empty: the latest finished
-            training run.
+        checkpoint: MODEL_NOTE.
         annotations: annotations in the YouCook II format; empty: caption.annotations of the params file (after
             the overrides); BASE_NOTE.
-        tokens: the tokens index of the labelled videos: a content hash or a unique prefix of one, or a file
-            (BASE_NOTE); empty: the latest registered.
+        tokens: TOKENS_INDEX_NOTE.
         out: the folder of the captioners, their predictions and metrics.json; BASE_NOTE.
         params_file: PARAMS_FILE_NOTE
         overrides: OVERRIDES_NOTE (the caption section is read here).

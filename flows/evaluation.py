@@ -27,13 +27,10 @@ def evaluate_flow(checkpoint: str = "", annotations: str | None = None,
     control.
 
     Args:
-        checkpoint: a trained model folder (`videobert train` prints it; BASE_NOTE), or the key of a finished
-            training run or a unique prefix of one (its model fetched from the store); empty: the latest finished
-            training run.
+        checkpoint: MODEL_NOTE.
         annotations: annotations in the YouCook II format; empty: evaluate.annotations of the params file (after
             the overrides); BASE_NOTE.
-        tokens: the tokens index of the labelled videos: a content hash or a unique prefix of one, or a file
-            (`videobert dataset tokens` writes it; BASE_NOTE); empty: the latest registered.
+        tokens: TOKENS_INDEX_NOTE.
         out: the folder for metrics.json, segments.jsonl and the pictures; BASE_NOTE.
         params_file: PARAMS_FILE_NOTE
         overrides: OVERRIDES_NOTE (the evaluate section is read here).

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from videobert.core.errors import SettingsError
 from videobert.core.params import DEFAULT_PARAMS_FILE, Params, apply_override, load_params, override_items
 
-__all__ = ["BASE_NOTE", "OVERRIDES_NOTE", "PARAMS_FILE_NOTE", "EffectiveParams", "base_dir", "effective_params",
+__all__ = ["BASE_NOTE", "MODEL_NOTE", "OVERRIDES_NOTE", "TOKENS_INDEX_NOTE", "PARAMS_FILE_NOTE", "EffectiveParams", "base_dir", "effective_params",
            "input_path", "with_notes"]
 
 BASE_NOTE = ("a relative path resolves against the working folder of the process that runs the flow (where "
@@ -26,6 +26,12 @@ BASE_NOTE = ("a relative path resolves against the working folder of the process
 PARAMS_FILE_NOTE = (f"the params file (YAML, sections of videobert/core/params.py); {BASE_NOTE}. Only the default "
                     f"`{DEFAULT_PARAMS_FILE}` may be missing: then the paper's built-in defaults are used and the "
                     "run's log says so; any other file that is missing is an error. Empty: the paper's defaults")
+MODEL_NOTE = ("a trained model folder (`videobert train` prints it; a relative path resolves against the working "
+              "folder of the process that runs the flow), or the key of a finished training run or a unique prefix "
+              "of one (its model fetched from the store); empty: the latest finished training run")
+TOKENS_INDEX_NOTE = ("the tokens index of the labelled videos: a content hash or a unique prefix of one "
+                     "(`videobert dataset versions` lists them), or a file (a relative path resolves against the "
+                     "working folder of the process that runs the flow); empty: the latest registered")
 OVERRIDES_NOTE = ("params.yaml values changed for this run only (empty fields keep the file's values); they enter "
                   "the fingerprints like the file's values, so the stages that read them run again")
 
@@ -34,10 +40,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def with_notes(fn: F) -> F:
-    """Put the notes above in place of their names (BASE_NOTE, PARAMS_FILE_NOTE, OVERRIDES_NOTE) in `fn`'s
+    """Put the notes above in place of their names (BASE_NOTE, PARAMS_FILE_NOTE, OVERRIDES_NOTE ...) in `fn`'s
     docstring, whose `Args:` section Prefect turns into the descriptions of its form; apply under `@flow`."""
     doc = fn.__doc__ or ""
-    for name in ("PARAMS_FILE_NOTE", "OVERRIDES_NOTE", "BASE_NOTE"):
+    for name in ("PARAMS_FILE_NOTE", "OVERRIDES_NOTE", "MODEL_NOTE", "TOKENS_INDEX_NOTE", "BASE_NOTE"):
         doc = doc.replace(name, globals()[name])
     fn.__doc__ = doc
     return fn

@@ -6,20 +6,18 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from tests.conftest import Project
-from tests.helpers.media import make_video
+from tests.helpers.dataset import SMALL, ingest_three_videos
 from videobert.core.errors import SettingsError
-from videobert.core.params import CodebookParams, FeaturesParams, Params
+from videobert.core.params import Params
 from videobert.dataset import registry
 from videobert.dataset.codebook import build_codebook, fetch_codebook, fit_key, load_codebook, reusable_codebook
 from videobert.dataset.files import DatasetError, write_json
 from videobert.dataset.manifest import build_manifest
-from videobert.db import repository as repo
-from videobert.features.stage import run_features
-from videobert.ingest.stages import run_download
 
-PARAMS = Params(features=FeaturesParams(extractor="baseline"), codebook=CodebookParams(levels=2, k=3, agreement_sample=50))
+PARAMS = Params.model_validate(yaml.safe_load(SMALL))
 
 
 def _manifest(n: int) -> dict:
@@ -84,12 +82,7 @@ def test_a_local_copy_of_a_registered_index_has_the_stored_bytes(project: Projec
 
 @pytest.fixture
 def ingested(project: Project) -> Project:
-    rt = project.runtime()
-    for i, pattern in enumerate(["testsrc2", "mandelbrot", "rgbtestsrc"]):
-        src = make_video(project.root / f"v{i}.mp4", seconds=3 + i, pattern=pattern)
-        repo.register_videos(rt.db, [repo.NewVideo(f"v{i}", "local", str(src))])
-        assert run_download(rt, f"v{i}", PARAMS).status == "done"
-        assert run_features(rt, f"v{i}", PARAMS).status == "done"
+    ingest_three_videos(project.runtime(), project.root, project.write_params(SMALL))
     return project
 
 

