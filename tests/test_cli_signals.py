@@ -170,7 +170,7 @@ def test_killed_runs_leave_one_shared_server_which_stop_stops(
         assert "Traceback" not in (tmp_path / f"run{i}.log").read_text()
 
     servers = prefect_servers([tmp_path])
-    assert len(servers) == 1, [s.cmdline() for s in servers]
+    assert len(servers) == 1, _describe(servers, data, tmp_path)
     shared = servers[0].pid
 
     for route in server.routes.values():
@@ -190,6 +190,20 @@ def test_killed_runs_leave_one_shared_server_which_stop_stops(
     assert stop.returncode == 0 and f"stopped the local Prefect server (pid {shared})" in stop.stdout, stop
     assert prefect_servers([tmp_path]) == []
     assert not (data / "prefect" / "server.json").exists()
+
+
+def _describe(servers: list, data: Path, tmp_path: Path) -> str:
+    """What tells a second server's origin apart (CI once saw two, pids in a row): each one's pid, parent, start
+    time and port, the server record, the server log and the runs' logs."""
+    rows = []
+    for s in servers:
+        try:
+            rows.append(f"pid {s.pid} ppid {s.ppid()} started {s.create_time():.3f}: {' '.join(s.cmdline())}")
+        except Exception as exc:  # noqa: BLE001 - gone meanwhile
+            rows.append(f"pid {s.pid}: {exc}")
+    files = [data / "prefect" / "server.json", data / "prefect" / "server.log", *sorted(tmp_path.glob("run*.log"))]
+    rows += [f"--- {f}:\n{f.read_text()[-2000:] if f.exists() else '(none)'}" for f in files]
+    return "\n".join(rows)
 
 
 @pytest.mark.parametrize("case", ["corrupt file", "unreachable database"])

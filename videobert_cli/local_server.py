@@ -83,10 +83,23 @@ def is_server_process(pid: int, home: Path) -> bool:
     if not pid_is_running(pid):
         return False
     try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True  # no /proc: the health check decides
+    if not raw:
+        # For some milliseconds after Popen returns, a new process's command line reads empty (measured: up to
+        # 13 ms here); a second command that looked then started a second server (seen in CI). Empty is also
+        # what a zombie shows: that one is gone.
+        return not _is_zombie(pid)
+    argv = raw.split(b"\0")
     return MODULE.encode() in argv and str(home).encode() in argv
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def healthy(port: int, timeout: float = 2.0) -> bool:
