@@ -165,8 +165,9 @@ def tokens_flow(manifest: str = "", codebook: str = "", out: str = "dataset/toke
     rt = get_runtime()
     m = registry.resolve_index(rt, registry.MANIFEST, manifest)
     folder = input_path(codebook, "", must_exist=False) if codebook else None
-    book = load_codebook(rt, str(folder) if folder and folder.is_dir() else codebook, m.content_hash)
-    book_ref = str(folder) if folder and folder.is_dir() else book.content_hash()
+    local = str(folder) if folder and folder.is_dir() else None  # a codebook folder, else a hash (or empty)
+    book = load_codebook(rt, local or codebook, m.content_hash)
+    book_ref = local or book.content_hash()  # what each task loads: the same folder, or the resolved hash
     out_path = input_path(out, "", must_exist=False)
     pending, skipped = tokens_todo(rt, m.doc, book.content_hash(), StageOptions(force=force))
     summary = TokensSummary(path=str(out_path), codebook=book.content_hash(), manifest=m.content_hash,

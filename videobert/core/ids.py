@@ -49,3 +49,8 @@ def validate_key_part(value: object) -> str:
 def video_id_from_filename(stem: str) -> str:
     """Derive a video id from a file name stem: spaces become '_', the rest must already be valid."""
     return validate_video_id(stem.strip().replace(" ", "_"))
+
+
+def is_hex(text: str) -> bool:
+    """True when `text` is non-empty and only hex digits: a content hash, a run key, or a prefix of one."""
+    return bool(text) and all(c in "0123456789abcdefABCDEF" for c in text)

@@ -9,7 +9,6 @@ import hashlib
 import io
 import json
 import logging
-import string
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import numpy as np
 
 from videobert.core.errors import SettingsError
 from videobert.core.fingerprint import canonical_json
+from videobert.core.ids import is_hex
 from videobert.core.params import CodebookParams, Params
 from videobert.core.runtime import Runtime
 from videobert.core.storage import install_folder, keys
@@ -227,7 +227,7 @@ def load_codebook(rt: Runtime, ref: str | Path | None, manifest_hash: str | None
         path = Path(given).expanduser()
         if path.is_dir():
             return VisualCodebook.from_pretrained(path)
-        if not all(c in string.hexdigits for c in given):
+        if not is_hex(given):
             raise SettingsError(f"codebook {path.resolve()} is not a folder (relative paths resolve against "
                                 f"{Path.cwd()}), and {given!r} is not a content hash")
     if len(given) == FULL_HASH_CHARS:

@@ -9,14 +9,11 @@ They are two files so that the codebook (which reads the manifest) is not refitt
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from videobert.core.params import Params
 from videobert.core.runtime import Runtime
 from videobert.dataset.corpus import tokenizer_identity
-from videobert.dataset.files import DatasetError
 from videobert.db import repository as repo
 from videobert.db.models import StageStatus
 from videobert.features.stage import FEATURES, FEATURES_ARTIFACT, FRAMES_ARTIFACT, features_fingerprint
@@ -81,15 +78,3 @@ def build_sentences_index(rt: Runtime, manifest: dict[str, Any], params: Params)
                        "sentences": int(pview.outcome.get("sentences", 0))}
     # the tokenizer that will read them: a new VIDEOBERT_BERT_MODEL changes this file, so DVC rebuilds the corpus
     return {"videos": videos, "stale": stale, "tokenizer": tokenizer_identity(rt.settings.bert_model)}
-
-
-def read_manifest(path: Path) -> dict[str, Any]:
-    """A manifest written by build_manifest; DatasetError when it is missing or malformed."""
-    try:
-        manifest = json.loads(Path(path).read_text())
-        _ = manifest["videos"], manifest["dim"]
-        return manifest
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DatasetError(f"manifest {path} cannot be read: {exc}") from None
-
-

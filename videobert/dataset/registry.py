@@ -11,16 +11,16 @@ a unique prefix of one, or a local file.
 from __future__ import annotations
 
 import hashlib
-import json
-import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from videobert.core.errors import SettingsError
 from videobert.core.fingerprint import canonical_json
+from videobert.core.ids import is_hex
 from videobert.core.runtime import Runtime
 from videobert.core.storage import keys
+from videobert.dataset.corpus import read_index
 from videobert.dataset.files import DatasetError, json_bytes, write_json
 from videobert.db import repository as repo
 
@@ -48,7 +48,12 @@ class Index:
     kind: str
     doc: dict[str, Any]
     content_hash: str
-    source: str  # "registered <hash>" or the absolute path of the file read
+    path: Path | None = None  # the local file it was read from (absolute); None: registered, read from the store
+
+    @property
+    def source(self) -> str:
+        """Where it came from, for logs and errors."""
+        return str(self.path) if self.path else f"registered {self.content_hash}"
 
     @property
     def manifest_hash(self) -> str | None:
@@ -67,7 +72,7 @@ def register(rt: Runtime, kind: str, doc: dict[str, Any], *, manifest_hash: str 
         rt.store.put_bytes(key, json_bytes(doc), content_type="application/json")
     repo.register_index(rt.db, kind, digest, store_key=key, summary=summary or {}, manifest_hash=manifest_hash,
                         codebook_hash=codebook_hash)
-    return Index(kind, doc, digest, f"registered {digest}")
+    return Index(kind, doc, digest)
 
 
 def resolve_index(rt: Runtime, kind: str, ref: str | Path | None, manifest_hash: str | None = None) -> Index:
@@ -80,8 +85,8 @@ def resolve_index(rt: Runtime, kind: str, ref: str | Path | None, manifest_hash:
     if path is not None and not path.is_absolute():
         path = Path.cwd() / path
     if path is not None and path.exists():
-        doc = _read_file(path, kind)
-        return Index(kind, doc, content_hash(doc), str(path))
+        doc = read_index(path, f"{kind} index", *REQUIRED[kind])
+        return Index(kind, doc, content_hash(doc), path)
     if given and not _looks_like_hash(given):
         raise DatasetError(f"{kind} index {path} does not exist (relative paths resolve against {Path.cwd()}, the "
                            f"working folder of the process that runs the step), and {given!r} is not a content hash")
@@ -95,33 +100,18 @@ def resolve_index(rt: Runtime, kind: str, ref: str | Path | None, manifest_hash:
     if not isinstance(doc, dict) or content_hash(doc) != found["content_hash"]:
         raise DatasetError(f"{kind} index {found['content_hash'][:16]} in {rt.store.describe()} does not match its "
                            "hash: write it again")
-    return Index(kind, doc, found["content_hash"], f"registered {found['content_hash']}")
+    return Index(kind, doc, found["content_hash"])
 
 
 def _looks_like_hash(text: str) -> bool:
-    return len(text) >= MIN_PREFIX and all(c in string.hexdigits for c in text)
-
-
-def _read_file(path: Path, kind: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text())
-        for f in REQUIRED[kind]:
-            _ = doc[f]
-        return doc
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DatasetError(f"{kind} index {path} cannot be read: {exc}") from None
-
-
-def store_kind(kind: str) -> str:
-    """The store folder of an index kind (manifests, sentences-indexes, tokens-indexes)."""
-    return _LAYOUT[kind][0]
+    return len(text) >= MIN_PREFIX and is_hex(text)
 
 
 def local_file(rt: Runtime, index: Index) -> Path:
     """A local file holding the index: the file it was read from, else a copy in the data folder's cache (the
     same bytes as in the store), for code that reads indexes from files."""
-    if index.source != f"registered {index.content_hash}":
-        return Path(index.source)
+    if index.path:
+        return index.path
     folder, name, _ = _LAYOUT[index.kind]
     path = rt.cache_dir() / folder / index.content_hash / name
     if not path.exists():

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from videobert.core.errors import SettingsError
+from videobert.core.ids import is_hex
 from videobert.core.params import Params, write_params
 from videobert.core.runtime import Runtime
 from videobert.core.storage import install_folder, keys, sha256_file
@@ -400,7 +401,7 @@ def resolve_model(rt: Runtime, ref: str | None) -> tuple[Path, str]:
         path = path if path.is_absolute() else Path.cwd() / path
         if (path / "config.json").is_file():
             return path, str(path)
-        if path.exists() or not all(c in "0123456789abcdefABCDEF" for c in given):
+        if path.exists() or not is_hex(given):
             raise SettingsError(f"{path} is not a trained model folder (no config.json; relative paths resolve "
                                 f"against {Path.cwd()}) and {given!r} is not a training run key")
     runs = [{**r, "content_hash": r["run_key"]} for r in repo.training_runs(rt.db)
