@@ -12,6 +12,11 @@ Figures: seconds per run (median of --repeats, after one warm-up run on a short 
 time / audio duration; lower is faster), x real time (its inverse), and the word error rate against the text that
 was spoken (case and punctuation ignored), so that speed is never bought with accuracy unseen.
 
+Real speech, the same configurations: the five LibriVox utterances of Debian's `pocketsphinx-testdata` (Sense and
+Sensibility, one reader, about 25 s; installed by `make setup`) muxed into one mp4 with silences between them, as
+tests/test_whisper_librivox.py does with four. Figures: the same, plus the words whose times fall outside their
+utterance's span (by more than the test's tolerance).
+
 Run: .venv/bin/python bench/bench_whisper.py [--repeats 3]
 """
 
@@ -23,12 +28,17 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Timer, machine, quiet_env  # noqa: E402
 
 quiet_env()
+
+if TYPE_CHECKING:
+    from videobert.core.params import TranscriptParams
+    from videobert.ingest.whisper import Placement
 
 STEPS = ["whisk", "chop", "slice", "stir", "fold", "season", "pour", "simmer", "knead", "grate"]
 THINGS = ["the eggs", "the onions", "the carrots", "the flour", "the butter", "the tomatoes", "the garlic",
@@ -113,6 +123,41 @@ def main() -> None:
                   f"{word_error_rate(text, hypothesis):>6.3f}")
         ours, base = rows[configs[0][0]], rows[configs[1][0]]
         print(f"\nint8 vs float32 on the CPU: {base / ours:.2f}x faster")
+    bench_librivox(folder, configs, params, args.repeats)
+
+
+def bench_librivox(folder: Path, configs: list[tuple[str, Placement]], params: TranscriptParams, repeats: int) -> None:
+    """The LibriVox figure: each configuration on the five utterances muxed into one video."""
+    from tests import test_whisper_librivox as librivox
+    from videobert.ingest.whisper import WhisperRecognizer
+
+    if not librivox.TRANSCRIPTS.is_file():
+        print(f"\nno LibriVox figure: Debian package {librivox.PACKAGE} is not installed (`make setup` installs it)")
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-whisper-librivox-") as tmp:
+        video = Path(tmp) / "librivox.mp4"
+        spans = librivox.mux_utterances(tuple(librivox.librivox_references()), video)
+        duration, speech = audio_seconds(video), sum(u.end - u.start for u in spans)
+        reference = " ".join(u.reference for u in spans)
+        print(f"\nLibriVox ({librivox.PACKAGE}): {len(spans)} utterances, {len(reference.split())} words, "
+              f"{speech:.1f} s of speech in {duration:.1f} s of audio; median of {repeats} runs")
+        print(f"{'configuration':<24} {'run s':>7} {'RTF':>7} {'x real time':>12} {'WER':>6} {'outside span':>13}")
+        for name, placement in configs:
+            recognizer = WhisperRecognizer(folder, placement)
+            recognizer.transcribe(video, params)  # warm-up
+            times, words = [], []
+            for _ in range(repeats):
+                with Timer() as t:
+                    transcript, note = recognizer.transcribe(video, params)
+                times.append(t.s)
+                assert transcript is not None, note
+                words = [(w.start, w.end, w.text) for c in transcript.captions for w in c.words or ()]
+            run = statistics.median(times)
+            _, stray = librivox.words_by_span(words, spans)
+            outside = ", ".join(f"{text!r} at {start:.2f}-{end:.2f} s" for start, end, text in stray)
+            print(f"{name:<24} {run:>7.2f} {run / duration:>7.3f} {duration / run:>11.1f}x "
+                  f"{word_error_rate(reference, ' '.join(w[2] for w in words)):>6.3f} {len(stray):>13}"
+                  + (f"  ({outside}; tolerance {librivox.TIME_TOLERANCE_S} s)" if stray else ""))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the README's commands need, idempotently:
-#   1. Debian packages (ffmpeg, postgresql, espeak-ng, chromium) when missing and running as root;
+#   1. Debian packages (ffmpeg, postgresql, espeak-ng, chromium, pocketsphinx-testdata) when missing and running
+#      as root;
 #   2. a virtual environment in .venv with the pinned Python packages.
 # A second run with nothing changed returns in well under a second.
 set -euo pipefail
@@ -19,6 +20,8 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql
 command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)   # METEOR in pycocoevalcap
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)   # spoken audio for the demo and the whisper tests
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)   # the browser the Prefect UI test drives (Playwright, tests/ui/)
+# LibriVox utterances with reference transcripts: real speech for the whisper test and bench
+[[ -f /usr/share/pocketsphinx/test/data/librivox/transcription ]] || missing+=(pocketsphinx-testdata)
 if ((${#missing[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
         log "installing Debian packages: ${missing[*]}"
