@@ -60,28 +60,36 @@ def test_a_cat_photo_is_a_cat(extractor: EfficientNetExtractor) -> None:
     assert int(top5[0]) in TABBY_CATS, top5
 
 
-def test_clip_vector_is_the_mean_and_the_change(extractor: EfficientNetExtractor) -> None:
+def test_clip_vector_is_the_mean_the_change_and_the_steps(extractor: EfficientNetExtractor) -> None:
     clips = _clips(np.random.default_rng(0), 3)
     out = extractor.extract(clips)
-    assert out.shape == (3, 2 * FEATURE_DIM) and out.dtype == np.float32 and extractor.dim == 2 * FEATURE_DIM
+    assert out.shape == (3, 3 * FEATURE_DIM) and out.dtype == np.float32 and extractor.dim == 3 * FEATURE_DIM
     idx = sampled_frame_indices(30, 4)
-    per_frame = extractor.pooled(clips[1, idx])  # (4, 1280)
-    np.testing.assert_allclose(out[1, :FEATURE_DIM], per_frame.mean(axis=0), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(out[1, FEATURE_DIM:], per_frame[-1] - per_frame[0], rtol=1e-4, atol=1e-4)
-    # a clip whose frames do not change has no change half
+    f = extractor.pooled(clips[1, idx])  # (4, 1280)
+    w = extractor.change_weight
+    np.testing.assert_allclose(out[1, :FEATURE_DIM], f.mean(axis=0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out[1, FEATURE_DIM:2 * FEATURE_DIM], w * (f[-1] - f[0]), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out[1, 2 * FEATURE_DIM:], w * np.abs(np.diff(f, axis=0)).mean(axis=0), rtol=1e-4, atol=1e-4)
+    # a clip whose frames do not change has no change parts
     still = np.repeat(clips[:1, :1], 30, axis=1)
     assert np.abs(extractor.extract(still)[0, FEATURE_DIM:]).max() < 1e-4
+    # back and forth: the last frame is the first again, so no net change, but the steps are there
+    there_and_back = clips[:1].copy()
+    there_and_back[0, idx[-1]] = there_and_back[0, idx[0]]
+    swing = extractor.extract(there_and_back)[0]
+    assert np.abs(swing[FEATURE_DIM:2 * FEATURE_DIM]).max() < 1e-4 < swing[2 * FEATURE_DIM:].mean()
     # the batch does not change a clip's vector
     np.testing.assert_allclose(extractor.extract(clips[1:2])[0], out[1], rtol=1e-3, atol=1e-3)
 
 
-def test_mean_pooling_is_the_first_half() -> None:
-    mean_only = EfficientNetExtractor(20, 30, 224, 4, frames_sampled=4, pooling="mean")
-    both = EfficientNetExtractor(20, 30, 224, 4, frames_sampled=4)
-    clips = _clips(np.random.default_rng(1), 2)
-    a = mean_only.extract(clips)
-    assert a.shape == (2, FEATURE_DIM) and mean_only.dim == FEATURE_DIM
-    np.testing.assert_allclose(a, both.extract(clips)[:, :FEATURE_DIM], rtol=1e-4, atol=1e-4)
+def test_the_other_poolings_are_its_first_parts() -> None:
+    full = EfficientNetExtractor(20, 30, 224, 4, frames_sampled=4, change_weight=1.0).extract(
+        clips := _clips(np.random.default_rng(1), 2))
+    for pooling, parts in (("mean", 1), ("mean_diff", 2)):
+        ext = EfficientNetExtractor(20, 30, 224, 4, frames_sampled=4, pooling=pooling, change_weight=1.0)  # type: ignore[arg-type]
+        out = ext.extract(clips)
+        assert out.shape == (2, parts * FEATURE_DIM) and ext.dim == parts * FEATURE_DIM
+        np.testing.assert_allclose(out, full[:, :parts * FEATURE_DIM], rtol=1e-4, atol=1e-4)
 
 
 def test_missing_or_wrong_weights_are_a_clear_error(tmp_path: Path) -> None:
@@ -113,9 +121,11 @@ def test_settings_pick_the_weights_threads_and_device(tmp_path: Path, monkeypatc
     assert ext.device() == "cpu"
     # the same bytes in another place are the same extractor; other bytes are not
     assert ext.identity() == EfficientNetExtractor(20, 30, 224, 4).identity()
-    data = bytearray(copy.read_bytes())
-    data[-1] ^= 0xFF
-    copy.write_bytes(bytes(data))
+    import torch
+
+    state = torch.load(copy, weights_only=True)
+    state["_fc.bias"] = state["_fc.bias"] + 1e-3  # other weights, still a valid file
+    torch.save(state, copy)
     assert EfficientNetExtractor(20, 30, 224, 4, weights=copy).identity() != ext.identity()
 
 
@@ -124,5 +134,21 @@ def test_efficientnet_fields_enter_only_its_fingerprint() -> None:
     assert "clip_pooling" not in base.fingerprinted() and "frames_per_clip_sampled" not in base.fingerprinted()
     assert base.fingerprinted() == FeaturesParams(extractor="baseline", clip_pooling="mean").fingerprinted()
     eff = FeaturesParams(extractor="efficientnet")
-    assert eff.fingerprinted()["clip_pooling"] == "mean_diff"
+    assert eff.fingerprinted()["clip_pooling"] == "mean_diff_steps" and eff.fingerprinted()["change_weight"] == 2.0
     assert eff.fingerprinted() != FeaturesParams(extractor="efficientnet", frames_per_clip_sampled=2).fingerprinted()
+
+
+@pytest.mark.slow
+def test_ingest_with_a_file_that_is_not_the_weights_stops_with_one_line(tmp_path: Path) -> None:
+    from tests.helpers.media import make_video
+    from tests.test_cli import run_cli
+
+    make_video(tmp_path / "videos" / "alpha.mp4", seconds=1)
+    (tmp_path / "params.yaml").write_text("features:\n  extractor: efficientnet\n")
+    bad = tmp_path / "lite0.pth"
+    bad.write_bytes(b"\0" * 1024)
+    r = run_cli("ingest", "--local", "videos", "--quiet", cwd=tmp_path,
+                env={"VIDEOBERT_DATA_DIR": str(tmp_path / "data"), "VIDEOBERT_EFFICIENTNET_WEIGHTS": str(bad)})
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"{bad} is not an efficientnet-lite0 weights file" in r.stderr
+    assert "Traceback" not in r.stdout + r.stderr

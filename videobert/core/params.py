@@ -103,7 +103,7 @@ class FeaturesParams(_Section):
 
     #: Fields only the `efficientnet` extractor reads: in the fingerprint only when it is the extractor, so that
     #: adding them re-ran nothing for features made with the others.
-    EFFICIENTNET_ONLY: ClassVar[frozenset[str]] = frozenset({"frames_per_clip_sampled", "clip_pooling"})
+    EFFICIENTNET_ONLY: ClassVar[frozenset[str]] = frozenset({"frames_per_clip_sampled", "clip_pooling", "change_weight"})
 
     extractor: Literal["s3d", "i3d", "efficientnet", "baseline"] = Field(
         "s3d", description="s3d / i3d: TF-Hub video models (handles in VIDEOBERT_S3D_HANDLE / _I3D_HANDLE); "
@@ -128,9 +128,14 @@ class FeaturesParams(_Section):
         4, ge=1, description="efficientnet: frames of each clip run through the image model, evenly spaced (first "
         "and last included)"
     )
-    clip_pooling: Literal["mean_diff", "mean"] = Field(
-        "mean_diff", description="efficientnet: one clip vector from its frames' 1280-d features: mean_diff = their "
-        "mean and the last minus the first (appearance and change, 2560-d); mean = the mean alone (1280-d)"
+    clip_pooling: Literal["mean_diff_steps", "mean_diff", "mean"] = Field(
+        "mean_diff_steps", description="efficientnet: one clip vector from its frames' 1280-d features: "
+        "mean_diff_steps = their mean, the last minus the first and the mean absolute step between sampled frames "
+        "(appearance, net change, motion; 3840-d); mean_diff = the first two (2560-d); mean = the mean alone (1280-d)"
+    )
+    change_weight: float = Field(
+        2.0, gt=0, description="efficientnet: factor on the change parts of the clip vector against the mean (the "
+        "frames of one clip differ far less than two objects do)"
     )
 
     def fingerprinted(self) -> dict[str, Any]:
@@ -238,6 +243,12 @@ class EvaluateParams(_Section):
     seed: int = Field(0, description="seed of the shuffled control")
     strips: int = Field(4, ge=0, description="text-to-video strips drawn for held-out sentences")
     strip_tokens: int = Field(8, ge=1, description="visual tokens per text-to-video strip")
+    text_to_video_sentences: int = Field(
+        1000, ge=0, description="scored sentences (the first in order) whose generated tokens are read as their "
+        "nearest training clips' (verb, object) and compared with the sentence's; 0: not measured")
+    text_to_video_tokens: int = Field(4, ge=1, description="visual tokens generated per sentence for that measure")
+    feature_probe: bool = Field(True, description="also classify the scored segments from their clip features alone "
+                                "(nearest class centroid over the vocabulary split's segments): no pre-training")
     batch_size: int = Field(64, ge=1, description="segments per model call")
 
 

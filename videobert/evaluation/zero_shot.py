@@ -27,6 +27,7 @@ from videobert.core.runtime import Runtime
 from videobert.core.storage import keys, sha256_file
 from videobert.dataset.corpus import read_index
 from videobert.dataset.files import DatasetError, staged_dir, write_json
+from videobert.evaluation.text_to_video import text_to_video_scores, token_classes
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,19 @@ def evaluate(rt: Runtime, model_dir: Path, annotations_path: Path, tokens_index_
         shuffled = inference.zero_shot([segments[i].tokens for i in order], verbs, objects, params.template)
         metrics["shuffled_verb"] = scores([r[0].words for r in shuffled], [s.verb for s in segments], verbs, k)
         metrics["shuffled_object"] = scores([r[1].words for r in shuffled], [s.object for s in segments], objects, k)
+    if params.feature_probe:
+        from videobert.evaluation.feature_probe import feature_probe
+
+        probe = feature_probe(rt, annotations, truths, params.vocabulary_subset,
+                              [(s.video_id, s.segment_id, s.verb, s.object) for s in segments])
+        if probe is not None:
+            metrics["feature_probe"] = probe
+    if params.text_to_video_sentences and codebook:
+        measured = segments[: params.text_to_video_sentences]
+        generated = [inference.text_to_video(s.sentence, params.text_to_video_tokens) for s in measured]
+        classes = _token_classes(rt, codebook, index, annotations, truths)
+        metrics["text_to_video"] = text_to_video_scores(generated, [(s.verb, s.object) for s in measured], classes,
+                                                        len(verbs), len(objects), params.seed)
     key = evaluation_key(model_dir, annotations_path, tokens_index_path, params)
     with staged_dir(out_dir) as folder:
         write_json(folder / "metrics.json", metrics)
@@ -195,14 +209,35 @@ def _strip_segments(segments: Sequence[ScoredSegment], n: int) -> list[ScoredSeg
     return out
 
 
-def _pictures_zip(rt: Runtime, codebook: str) -> Path:
-    """The codebook's token pictures, fetched from the store into the cache once."""
+def _codebook_file(rt: Runtime, codebook: str, name: str) -> Path:
+    """A file of the codebook's folder (`pictures.zip`, `pictures.json`), fetched from the store into the cache once."""
     from videobert.dataset.codebook import CODEBOOKS
 
-    path = rt.cache_dir() / CODEBOOKS / codebook / "pictures.zip"
+    path = rt.cache_dir() / CODEBOOKS / codebook / name
     if not path.exists():
-        rt.store.get_file(keys.dataset_artifact(CODEBOOKS, codebook, "pictures.zip"), path, verify=True)
+        rt.store.get_file(keys.dataset_artifact(CODEBOOKS, codebook, name), path, verify=True)
     return path
+
+
+def _pictures_zip(rt: Runtime, codebook: str) -> Path:
+    """The codebook's token pictures, fetched from the store into the cache once."""
+    return _codebook_file(rt, codebook, "pictures.zip")
+
+
+def _token_classes(rt: Runtime, codebook: str, index: dict[str, Any], annotations: dict[str, Any],
+                   truths: dict[tuple[str, int], tuple[Any, Any]]) -> dict[int, tuple[str, str]]:
+    """Each token's (verb, object): that of the annotated segment its picture's training clip lies in."""
+    pictures = json.loads(_codebook_file(rt, codebook, "pictures.json").read_text())
+    clip_times: dict[str, tuple[list[float], list[float]]] = {}
+    segments: dict[str, list[tuple[float, float, tuple[str, str] | None]]] = {}
+    for vid in sorted({p["video"] for p in pictures.values()}):
+        ref = index["videos"].get(vid)
+        if ref is None or vid not in annotations:
+            continue
+        doc = rt.store.get_json(ref["key"], verify=True)
+        clip_times[vid] = (doc["start"], doc["end"])  # type: ignore[index]
+        segments[vid] = [(seg.start, seg.end, truths.get((vid, seg.id))) for seg in annotations[vid].segments]
+    return token_classes(pictures, clip_times, segments)
 
 
 def video_tokens(rt: Runtime, video_id: str, codebook: str | None, start: float | None = None,

@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import io
 import json
+import queue
+import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from videobert.core.params import FeaturesParams
 from videobert.features.decode import Clip, DecodeReport, Sampling, iter_clips
 from videobert.features.extractors import BaselineExtractor, ClipExtractor, TFHubExtractor
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from videobert.core.settings import Settings
@@ -44,7 +48,7 @@ def make_extractor(params: FeaturesParams, settings: Settings) -> ClipExtractor:
         from videobert.features.efficientnet import EfficientNetExtractor
 
         return EfficientNetExtractor(*common, frames_sampled=params.frames_per_clip_sampled, pooling=params.clip_pooling,
-                                     weights=settings.efficientnet_weights, threads=settings.torch_threads,
+                                     change_weight=params.change_weight, weights=settings.efficientnet_weights, threads=settings.torch_threads,
                                      device=settings.torch_device)
     cache = str(settings.tfhub_cache_dir) if settings.tfhub_cache_dir else None
     if params.extractor == "s3d":
@@ -74,6 +78,58 @@ def _jpeg(frame: np.ndarray, quality: int) -> bytes:
     return buf.getvalue()
 
 
+class _Raised:
+    """An exception of the producer thread, carried to the consumer."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def prefetched(items: Iterator[T], depth: int) -> Iterator[T]:
+    """The items of `items`, produced by a background thread up to `depth` ahead, so that decoding the next clips
+    overlaps the extractor's work on these (PyAV and torch/TensorFlow release the GIL). Exceptions reach the
+    consumer at the item where they happened; a consumer that stops early stops the thread, which closes `items`."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    end = object()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(end)
+        except BaseException as exc:  # noqa: BLE001 - carried to the consumer, which raises it
+            put(_Raised(exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="clip-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is end:
+                return
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _batches(clips: Iterator[Clip], size: int) -> Iterator[list[Clip]]:
     batch: list[Clip] = []
     for clip in clips:
@@ -101,7 +157,8 @@ def extract_video(
     frames_path = out_dir / "frames.zip"
     mid = params.frames_per_clip // 2
     with zipfile.ZipFile(frames_path, "w", compression=zipfile.ZIP_STORED) as frames_zip:
-        for batch in _batches(iter_clips(video, sampling, report), extractor.batch_size):
+        # one batch decoded ahead while the extractor runs on this one
+        for batch in _batches(prefetched(iter_clips(video, sampling, report), extractor.batch_size), extractor.batch_size):
             stack = np.stack([c.frames for c in batch])  # (B, T, S, S, 3) uint8
             out = extractor.extract(stack)
             if out.shape != (len(batch), extractor.dim):

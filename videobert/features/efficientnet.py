@@ -7,9 +7,18 @@ architecture. It is an image model, not a video model like the paper's S3D: each
 gives the 1280-d average of its last feature map (what feeds the ImageNet classifier), and the clip's vector joins
 them (`clip_pooling`):
 
-* `mean_diff` (default): their mean (what the clip shows) and the last minus the first (how it changed over the
-  clip's 1.5 s), 2 x 1280 = 2560 values;
+* `mean_diff_steps` (default): their mean (what the clip shows), the last minus the first (how it changed over
+  the clip's 1.5 s: a card that turns, grows or leaves a border changes its features one way) and the mean absolute
+  change from one sampled frame to the next (how much it moves, whichever way: shaking back and forth leaves little
+  net change but many steps), 3 x 1280 = 3840 values;
+* `mean_diff`: the mean and the last minus the first, 2 x 1280 = 2560 values;
 * `mean`: the mean alone, 1280 values.
+
+The change parts are multiplied by `change_weight` (2): the per-frame features of one clip differ far less from
+each other than those of two objects do, so unweighted the k-means of the codebook would hear little but the
+appearance. Measured on the demo's videos (nearest-centroid probe of held-out clips, 8 clips per (motion, object)
+class, 4 frames each): the mean alone tells the motion of 21 % of clips (chance 17 %), `mean_diff` 34 % (weight 1)
+to 48 % (weight 3), `mean_diff_steps` with weight 2 66 %; the object 98-100 % with all of them.
 
 Frames come from the shared decode path as uint8 RGB; the network takes RGB scaled to [-1, 1]
 (`(x / 255 - 0.5) / 0.5`, the Lite models' normalisation) at 224 x 224 (`features.frame_size`; another size runs
@@ -40,7 +49,8 @@ TRAINED_SIZE = 224  # the input side the ImageNet weights were trained at
 # The Lite models' input normalisation: RGB in [0, 1], minus 0.5, over 0.5, i.e. [-1, 1].
 INPUT_MEAN = 0.5
 INPUT_STD = 0.5
-Pooling = Literal["mean_diff", "mean"]
+Pooling = Literal["mean_diff_steps", "mean_diff", "mean"]
+PARTS = {"mean": 1, "mean_diff": 2, "mean_diff_steps": 3}  # 1280-d parts of the clip vector
 
 
 def default_weights_path() -> Path | None:
@@ -106,16 +116,17 @@ class EfficientNetExtractor(ClipExtractor):
 
     def __init__(
         self, fps: float, frames_per_clip: int, frame_size: int, batch_size: int, *,
-        frames_sampled: int = 4, pooling: Pooling = "mean_diff", weights: Path | None = None,
-        threads: int | None = None, device: str = "auto",
+        frames_sampled: int = 4, pooling: Pooling = "mean_diff_steps", change_weight: float = 2.0,
+        weights: Path | None = None, threads: int | None = None, device: str = "auto",
     ) -> None:
-        if pooling not in ("mean_diff", "mean"):
-            raise SettingsError(f"unknown clip_pooling {pooling!r}: use mean_diff or mean")
+        if pooling not in PARTS:
+            raise SettingsError(f"unknown clip_pooling {pooling!r}: use one of {', '.join(PARTS)}")
         self.name = MODEL_NAME
         self.fps, self.frames_per_clip, self.frame_size, self.batch_size = fps, frames_per_clip, frame_size, batch_size
         self.frames_sampled = min(frames_sampled, frames_per_clip)
         self.pooling: Pooling = pooling
-        self.dim = FEATURE_DIM * (2 if pooling == "mean_diff" else 1)
+        self.change_weight = change_weight
+        self.dim = FEATURE_DIM * PARTS[pooling]
         self.weights = Path(weights) if weights else default_weights_path()
         self.threads = threads
         self.device_setting = device
@@ -167,6 +178,7 @@ class EfficientNetExtractor(ClipExtractor):
         # The weights file's sha256 (hashed once per process) and the code version; the sampling and pooling are
         # in the features params, which the fingerprint holds too.
         if self._identity is None:
+            self.load()  # a file that is not the network's weights is refused here, at the plan, before any task
             self._identity = f"{self.name}:v{self.VERSION}:{sha256_of_file(self._weights_file())}"
         return self._identity
 
@@ -203,11 +215,13 @@ class EfficientNetExtractor(ClipExtractor):
         # every sampled frame of the batch in one forward pass: (B * n, H, W, 3) -> (B, n, 1280)
         frames = clips[:, idx].reshape(b * n, *clips.shape[2:])
         per_frame = self.pooled(frames).reshape(b, n, FEATURE_DIM)
-        mean = per_frame.mean(axis=1)
-        if self.pooling == "mean":
-            return mean.astype(np.float32)
-        change = per_frame[:, -1] - per_frame[:, 0]
-        return np.concatenate([mean, change], axis=1).astype(np.float32)
+        parts = [per_frame.mean(axis=1)]
+        if self.pooling != "mean":
+            parts.append(self.change_weight * (per_frame[:, -1] - per_frame[:, 0]))
+        if self.pooling == "mean_diff_steps":
+            steps = np.abs(np.diff(per_frame, axis=1)).mean(axis=1) if n > 1 else np.zeros_like(parts[0])
+            parts.append(self.change_weight * steps)
+        return np.concatenate(parts, axis=1).astype(np.float32)
 
     def device(self) -> str:
         self.load()
