@@ -62,6 +62,13 @@ def test_a_mistyped_params_file_is_an_error(tmp_path: Path, command: list[str]) 
     (["ingest", "--local", "videos"], "features.extractor=s4d", "features.extractor='s4d': Input should be 's3d'"),
     (["train"], "train.max_stepz=3", "train.max_stepz=3: Extra inputs are not permitted"),
     (["evaluate"], "evaluate", "write section.key=value"),
+    # absurd numbers (issue 21 item 8): refused at load time, not a CorruptVideoError, minutes of work or a MemoryError
+    (["ingest", "--local", "videos"], "features.fps=.inf", "features.fps=inf: Input should be a finite number"),
+    (["ingest", "--local", "videos"], "features.fps=1.0e+9",
+     "features.fps=1000000000.0: Input should be less than or equal to 240"),
+    (["ingest", "--local", "videos"], "features.frame_size=100000",
+     "features.frame_size=100000: Input should be less than or equal to 1024"),
+    (["train"], "train.learning_rate=.nan", "train.learning_rate=nan: Input should be a finite number"),
 ])
 def test_a_wrong_set_is_refused_before_any_flow(tmp_path: Path, command: list[str], assignment: str,
                                                 expected: str) -> None:
@@ -69,6 +76,32 @@ def test_a_wrong_set_is_refused_before_any_flow(tmp_path: Path, command: list[st
     r = run_cli(*command, "--set", assignment, cwd=tmp_path, env={"VIDEOBERT_DATA_DIR": str(tmp_path / "data")})
     assert r.returncode == 2, r.stderr
     assert expected in r.stderr and "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and expected in errors[0], r.stderr  # one line says why
+
+
+# Each holds the secret in another form (issue 21 item 5); port 1 of this machine: nothing listens, `status` fails fast.
+SECRET_URLS = [
+    "postgresql://vb@127.0.0.1:1/vbdb?password=s3cr3t-query",
+    "postgresql://vb@127.0.0.1:1/vbdb?sslmode=disable&password=s3cr3t-libpq&application_name=x",
+    "postgresql://vb:s3cr3t with spaces@127.0.0.1:1/vbdb",
+    "postgresql://vb:s3cr3t-one@s3cr3t-two@127.0.0.1:1/vbdb",  # psycopg is told the host s3cr3t-two@127.0.0.1
+    "postgresql://vb:s3cr3t-a@127.0.0.1:1/vbdb?pass%77ord=s3cr3t-b",
+]
+
+
+@pytest.mark.parametrize("url", SECRET_URLS)
+def test_a_database_password_is_never_printed(tmp_path: Path, url: str) -> None:
+    env = {"VIDEOBERT_DATABASE_URL": url, "VIDEOBERT_DATA_DIR": str(tmp_path / "data")}
+    r = run_cli("config", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "s3cr3t" not in r.stdout + r.stderr
+    assert "postgresql://vb" in r.stdout and "127.0.0.1:1/vbdb" in r.stdout  # user, host, port, database readable
+    assert "database: postgresql+psycopg://vb" in r.stdout
+    r = run_cli("status", cwd=tmp_path, env=env)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "DatabaseUnavailableError" in r.stderr and "127.0.0.1:1/vbdb" in r.stderr
+    assert "s3cr3t" not in r.stdout + r.stderr
 
 
 def test_no_params_yaml_here_uses_the_paper_s_defaults_and_says_so(tmp_path: Path, prefect_api: str) -> None:

@@ -60,32 +60,59 @@ def test_a_cat_photo_is_a_cat(extractor: EfficientNetExtractor) -> None:
     assert int(top5[0]) in TABBY_CATS, top5
 
 
-def test_clip_vector_is_the_mean_the_change_and_the_steps(extractor: EfficientNetExtractor) -> None:
+TRACK = 2 * 3  # the track's values with 4 sampled frames: x and y moves of the 3 frames after the first
+
+
+def test_clip_vector_is_the_mean_the_change_the_steps_and_the_track(extractor: EfficientNetExtractor) -> None:
     clips = _clips(np.random.default_rng(0), 3)
     out = extractor.extract(clips)
-    assert out.shape == (3, 3 * FEATURE_DIM) and out.dtype == np.float32 and extractor.dim == 3 * FEATURE_DIM
+    assert out.shape == (3, 3 * FEATURE_DIM + TRACK) and out.dtype == np.float32
+    assert extractor.dim == 3 * FEATURE_DIM + TRACK
     idx = sampled_frame_indices(30, 4)
     f = extractor.pooled(clips[1, idx])  # (4, 1280)
     w = extractor.change_weight
     np.testing.assert_allclose(out[1, :FEATURE_DIM], f.mean(axis=0), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(out[1, FEATURE_DIM:2 * FEATURE_DIM], w * (f[-1] - f[0]), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(out[1, 2 * FEATURE_DIM:], w * np.abs(np.diff(f, axis=0)).mean(axis=0), rtol=1e-4, atol=1e-4)
-    # a clip whose frames do not change has no change parts
+    np.testing.assert_allclose(out[1, 2 * FEATURE_DIM:3 * FEATURE_DIM], w * np.abs(np.diff(f, axis=0)).mean(axis=0),
+                               rtol=1e-4, atol=1e-4)
+    # a clip whose frames do not change has no change parts and no track
     still = np.repeat(clips[:1, :1], 30, axis=1)
     assert np.abs(extractor.extract(still)[0, FEATURE_DIM:]).max() < 1e-4
     # back and forth: the last frame is the first again, so no net change, but the steps are there
     there_and_back = clips[:1].copy()
     there_and_back[0, idx[-1]] = there_and_back[0, idx[0]]
     swing = extractor.extract(there_and_back)[0]
-    assert np.abs(swing[FEATURE_DIM:2 * FEATURE_DIM]).max() < 1e-4 < swing[2 * FEATURE_DIM:].mean()
+    assert np.abs(swing[FEATURE_DIM:2 * FEATURE_DIM]).max() < 1e-4 < swing[2 * FEATURE_DIM:3 * FEATURE_DIM].mean()
     # the batch does not change a clip's vector
     np.testing.assert_allclose(extractor.extract(clips[1:2])[0], out[1], rtol=1e-3, atol=1e-3)
+
+
+def test_the_track_follows_a_photo_moving_right_or_down(extractor: EfficientNetExtractor) -> None:
+    """Where the network sees the cat: its x grows as the photo slides right, its y as it drops."""
+    from PIL import Image
+    from skimage import data
+
+    cat = np.asarray(Image.fromarray(data.chelsea()[:, 75:375]).resize((96, 96)))
+    grey = np.full((224, 224, 3), 128, np.uint8)
+
+    def clip(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        frames = np.repeat(grey[None], 30, axis=0)
+        for i, (x, y) in enumerate(zip(xs.round().astype(int), ys.round().astype(int), strict=True)):
+            frames[i, y:y + 96, x:x + 96] = cat
+        return frames
+
+    travel, fixed = np.linspace(8, 120, 30), np.full(30, 64.0)
+    out = extractor.extract(np.stack([clip(travel, fixed), clip(fixed, travel)]))
+    track = out[:, 3 * FEATURE_DIM:].reshape(2, 2, 3) / extractor.track_weight  # (clip, x or y, frame after the first)
+    right, down = track[0], track[1]
+    assert np.all(np.diff(np.concatenate([[0], right[0]])) > 0) and np.abs(right[1]).max() < 0.5 * right[0, -1]
+    assert np.all(np.diff(np.concatenate([[0], down[1]])) > 0) and np.abs(down[0]).max() < 0.5 * down[1, -1]
 
 
 def test_the_other_poolings_are_its_first_parts() -> None:
     full = EfficientNetExtractor(20, 30, 224, 4, frames_sampled=4, change_weight=1.0).extract(
         clips := _clips(np.random.default_rng(1), 2))
-    for pooling, parts in (("mean", 1), ("mean_diff", 2)):
+    for pooling, parts in (("mean", 1), ("mean_diff", 2), ("mean_diff_steps", 3)):
         ext = EfficientNetExtractor(20, 30, 224, 4, frames_sampled=4, pooling=pooling, change_weight=1.0)  # type: ignore[arg-type]
         out = ext.extract(clips)
         assert out.shape == (2, parts * FEATURE_DIM) and ext.dim == parts * FEATURE_DIM
@@ -118,6 +145,8 @@ def test_settings_pick_the_weights_threads_and_device(tmp_path: Path, monkeypatc
                          settings)
     assert isinstance(ext, EfficientNetExtractor)
     assert (ext.weights, ext.threads, ext.frames_sampled, ext.pooling, ext.dim) == (copy, 1, 3, "mean", FEATURE_DIM)
+    assert make_extractor(FeaturesParams(extractor="efficientnet", frames_per_clip_sampled=3), settings).dim == (
+        3 * FEATURE_DIM + 2 * 2)
     assert ext.device() == "cpu"
     # the same bytes in another place are the same extractor; other bytes are not
     assert ext.identity() == EfficientNetExtractor(20, 30, 224, 4).identity()
@@ -134,7 +163,7 @@ def test_efficientnet_fields_enter_only_its_fingerprint() -> None:
     assert "clip_pooling" not in base.fingerprinted() and "frames_per_clip_sampled" not in base.fingerprinted()
     assert base.fingerprinted() == FeaturesParams(extractor="baseline", clip_pooling="mean").fingerprinted()
     eff = FeaturesParams(extractor="efficientnet")
-    assert eff.fingerprinted()["clip_pooling"] == "mean_diff_steps" and eff.fingerprinted()["change_weight"] == 2.0
+    assert eff.fingerprinted()["clip_pooling"] == "mean_diff_steps_track" and eff.fingerprinted()["track_weight"] == 120
     assert eff.fingerprinted() != FeaturesParams(extractor="efficientnet", frames_per_clip_sampled=2).fingerprinted()
 
 

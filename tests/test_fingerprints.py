@@ -152,7 +152,7 @@ PARAM_CHANGES: dict[str, dict[str, tuple[Any, str | None]]] = {
         "i3d_pool_tensor": ("RGB/x", "features"), "batch_size": (1, None), "decoder_threads": (4, None),
         # read by the efficientnet extractor only, and fingerprinted only with it (tests/test_efficientnet.py)
         "frames_per_clip_sampled": (ITS_OWN_TEST, None), "clip_pooling": (ITS_OWN_TEST, None),
-        "change_weight": (ITS_OWN_TEST, None),
+        "change_weight": (ITS_OWN_TEST, None), "track_weight": (ITS_OWN_TEST, None),
     },
     # sections no ingest stage reads
     "codebook": {"k": (4, None), "levels": (2, None)},

@@ -93,3 +93,85 @@ def test_a_folder_setting_that_is_a_file(tmp_path: Path, monkeypatch: pytest.Mon
     assert f"{var}={value!r}" in str(err.value) and f"{tmp_path / 'afile'} exists and is not a folder" in str(err.value)
     monkeypatch.setenv(var, str(tmp_path / "not-yet" / "made"))  # a folder that does not exist yet is fine
     load_settings()
+
+
+# --- database passwords are never shown (issue 21, item 5) ----------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # userinfo `user:password@`, the driver and the port kept readable
+        ("postgresql://vb:SECRET@db.example:5432/videobert", "postgresql://vb:***@db.example:5432/videobert"),
+        ("postgresql+psycopg://vb:SECRET@db.example/vb", "postgresql+psycopg://vb:***@db.example/vb"),
+        # a raw '@' in the password: the host is after the LAST '@' (SQLAlchemy would split at the first)
+        ("postgresql://vb:SECRET1@SECRET2@db.example:5432/vb", "postgresql://vb:***@db.example:5432/vb"),
+        ("postgresql://vb:SECRET1@SECRET2@SECRET3@db.example/vb", "postgresql://vb:***@db.example/vb"),
+        # a space, ':', '/', '?', '&' in the password
+        ("postgresql://vb:SECRET with spaces@db.example/vb", "postgresql://vb:***@db.example/vb"),
+        ("postgresql://vb:SECRET:a/b?c&d=e@db.example/vb?sslmode=require", "postgresql://vb:***@db.example/vb?sslmode=require"),
+        ("postgresql://:SECRET@db.example/vb", "postgresql://:***@db.example/vb"),  # no user name
+        # the query parameter `password=`, any case, percent-encoded, libpq-style among others
+        ("postgresql://vb@db.example:5432/vb?password=SECRET", "postgresql://vb@db.example:5432/vb?password=***"),
+        ("postgresql://vb@db.example/vb?PassWord=SECRET", "postgresql://vb@db.example/vb?PassWord=***"),
+        ("postgresql://vb@db.example/vb?PASSWORD=SECRET", "postgresql://vb@db.example/vb?PASSWORD=***"),
+        ("postgresql://vb@db.example/vb?pass%77ord=SECRET", "postgresql://vb@db.example/vb?pass%77ord=***"),
+        ("postgresql://vb@db.example/vb?sslmode=require&password=SECRET with space&application_name=vb",
+         "postgresql://vb@db.example/vb?sslmode=require&password=***&application_name=vb"),
+        ("postgresql://vb@db.example/vb?sslmode=verify-full&sslpassword=SECRET",
+         "postgresql://vb@db.example/vb?sslmode=verify-full&sslpassword=***"),
+        ("postgresql://vb:SECRET1@db.example/vb?password=SECRET2", "postgresql://vb:***@db.example/vb?password=***"),
+        ("postgresql://vb@db.example/vb?password=", "postgresql://vb@db.example/vb?password=***"),
+        # libpq's keyword form (not a URL: only in an error message), quoted with spaces or not
+        ("host=db.example password='SECRET with space' dbname=vb", "host=db.example password=*** dbname=vb"),
+        ("host=db.example PASSWORD = SECRET dbname=vb", "host=db.example PASSWORD = *** dbname=vb"),
+        # nothing secret: unchanged
+        ("postgresql://vb@db.example:5432/vb", "postgresql://vb@db.example:5432/vb"),
+        ("postgresql://db.example:5432/vb?sslmode=require", "postgresql://db.example:5432/vb?sslmode=require"),
+        ("sqlite:////srv/data/videobert.db", "sqlite:////srv/data/videobert.db"),
+        ("sqlite:///relative/x.db", "sqlite:///relative/x.db"),
+    ],
+)
+def test_mask_url_password_masks_every_form_and_keeps_the_rest(url: str, shown: str) -> None:
+    from videobert.core.settings import mask_url_password
+
+    assert mask_url_password(url) == shown
+    assert "SECRET" not in mask_url_password(url)
+
+
+def test_the_passwords_of_a_url_are_scrubbed_from_a_driver_message() -> None:
+    from videobert.core.settings import scrub_passwords, url_passwords
+
+    url = "postgresql+psycopg://vb:first@SECOND%20x@db.example/vb?password=THIRD"
+    assert set(url_passwords(url)) >= {"first@SECOND%20x", "SECOND%20x", "SECOND x", "THIRD"}
+    # psycopg splits at the first '@' and names the rest as the host it cannot resolve
+    said = scrub_passwords("failed to resolve host 'SECOND%20x@db.example': [Errno -2] Name or service not known", url)
+    assert said == "failed to resolve host '***@db.example': [Errno -2] Name or service not known"
+    # a one-letter password is scrubbed as a word only, not out of every other word
+    assert scrub_passwords("password authentication failed for user vb: p", "postgresql://vb:p@h/d") == (
+        "password authentication failed for user vb: ***")
+    assert scrub_passwords("nothing to hide", "postgresql://vb@h/d") == "nothing to hide"
+
+
+@pytest.mark.parametrize("url", ["postgresql://vb@db.example:5432/vb?password=SECRET",
+                                 "postgresql://vb:SECRET with space@db.example:5432/vb",
+                                 "postgresql://vb:SECRET1@SECRET2@db.example:5432/vb"])
+def test_settings_show_the_database_url_masked(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    from videobert.core.settings import mask_url_password
+    from videobert.db.engine import Database
+
+    monkeypatch.setenv("VIDEOBERT_DATABASE_URL", url)
+    s = load_settings()
+    shown = s.safe_dump()["VIDEOBERT_DATABASE_URL"]
+    assert "SECRET" not in shown and "db.example:5432/vb" in shown and shown.startswith("postgresql://vb")
+    assert "SECRET" not in mask_url_password(s.resolved_database_url)
+    db = Database(s.resolved_database_url)  # no connection is made
+    assert "SECRET" not in db.describe() + repr(db) and "db.example:5432/vb" in db.describe()
+
+
+@pytest.mark.parametrize("url", ["mysql://vb@db/x?password=SECRET", "mysql://vb:SECRET with space@db/x",
+                                 "postgresql+psycopg2://vb:SECRET1@SECRET2@db/x"])
+def test_a_wrong_database_url_is_named_with_its_password_masked(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("VIDEOBERT_DATABASE_URL", url)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert "VIDEOBERT_DATABASE_URL=" in str(err.value) and "SECRET" not in str(err.value)

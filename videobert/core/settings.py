@@ -15,6 +15,7 @@ import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, unquote_plus
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -205,9 +206,77 @@ class Settings(BaseSettings):
         return out
 
 
+MASK = "***"
+_SCHEME_RE = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.-]*://")
+# libpq's keyword form (`host=db password='a b' dbname=vb`): a quoted value may hold spaces and \' escapes
+_KEYWORD_PASSWORD_RE = re.compile(r"(?i)(\b\w*password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)")
+
+
+def _is_password_key(key: str) -> bool:
+    """A query key that carries a password: `password` in any case, percent-encoded or not (SQLAlchemy decodes
+    the keys, so `pass%77ord` is one), and libpq's `sslpassword`."""
+    return "password" in unquote_plus(key).strip().lower()
+
+
+def _split_secrets(url: str) -> tuple[str, list[str]]:
+    """`url` with every password masked, and the passwords as written (see `mask_url_password`)."""
+    found = _SCHEME_RE.match(url)
+    if not found:  # not a URL: a libpq keyword string, or any other text
+        secrets = [m.group(2).strip("'") for m in _KEYWORD_PASSWORD_RE.finditer(url)]
+        return _KEYWORD_PASSWORD_RE.sub(lambda m: m.group(1) + MASK, url), secrets
+    head, rest = url[: found.end()], url[found.end():]
+    secrets: list[str] = []
+    userinfo = ""
+    at = rest.rfind("@")  # the host follows the LAST '@': a raw '@' in the password is still the password
+    if at >= 0:
+        userinfo, rest = rest[: at + 1], rest[at + 1:]
+        colon = userinfo.find(":")  # the user name ends at the first ':'; the password is all up to that '@'
+        if colon >= 0:
+            secrets.append(userinfo[colon + 1: -1])
+            userinfo = userinfo[: colon + 1] + MASK + "@"
+    path, question, query = rest.partition("?")
+    if question:  # `?password=...`, `?sslmode=require&PASSWORD=...`: the value up to the next '&' (or ';')
+        parts = re.split(r"([&;])", query)
+        for i in range(0, len(parts), 2):
+            key, equals, value = parts[i].partition("=")
+            if equals and _is_password_key(key):
+                secrets.append(value)
+                parts[i] = f"{key}={MASK}"
+        query = "".join(parts)
+    return head + userinfo + path + question + query, secrets
+
+
 def mask_url_password(url: str) -> str:
-    """Return `url` with any password replaced by '***'."""
-    return re.sub(r"(://[^:/@\s]+:)[^@\s]*@", r"\1***@", url)
+    """`url` with every password it carries replaced by '***', the rest (user, host, port, database, the other
+    query parameters) left readable.
+
+    The password of `scheme://user:password@host...` is everything between the first ':' after the scheme and the
+    LAST '@' (a raw '@', ':', '/', '?' or space in it is masked with it; an '@' further on, in the database name or a
+    query value, only masks more); a query parameter whose name holds `password` (any case, percent-encoded or
+    not: `password`, `PASSWORD`, `sslpassword`) has its value masked up to the next '&'. Text that is not a URL
+    gets libpq's keyword form masked (`password=...`, quoted values with spaces included).
+    """
+    return _split_secrets(url)[0]
+
+
+def url_passwords(url: str) -> list[str]:
+    """The passwords `url` carries, as written and percent-decoded, and each part of one that follows an '@' in
+    it (a driver that splits the URL at the first '@' shows that part as the host name): what must never appear
+    in a message about this URL. Empty strings left out; longest first."""
+    out: set[str] = set()
+    for secret in _split_secrets(url)[1]:
+        for text in (secret, unquote(secret), unquote_plus(secret)):
+            pieces = text.split("@")
+            out.update("@".join(pieces[i:]) for i in range(len(pieces)))
+    return sorted((s for s in out if s), key=len, reverse=True)
+
+
+def scrub_passwords(text: str, url: str) -> str:
+    """`text` (e.g. a database driver's error message) with the passwords of `url` replaced by '***' wherever they
+    appear as a whole word (so that a one-letter password does not blank every such letter)."""
+    for secret in url_passwords(url):
+        text = re.sub(rf"(?<!\w){re.escape(secret)}(?!\w)", MASK, text)
+    return text
 
 
 def _unknown_settings(env: dict[str, str]) -> list[str]:
@@ -250,7 +319,8 @@ def _format_validation_error(exc: ValidationError) -> str:
             variable = f"{ENV_PREFIX}{name.upper()}"
             given = err.get("input")
             given = str(given) if isinstance(given, Path) else given  # the default, as it would be written
-            value = "***" if name in SECRET_FIELDS else mask_url_password(repr(given))
+            shown = mask_url_password(given) if isinstance(given, str) else given  # masked before repr() escapes it
+            value = "***" if name in SECRET_FIELDS else repr(shown)
             parts.append(f"invalid setting {variable}={value}: {msg}")
         else:
             parts.append(f"invalid settings: {msg}")

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from videobert.core.errors import DatabaseUnavailableError, SchemaOutOfDateError
-from videobert.core.settings import mask_url_password
+from videobert.core.settings import mask_url_password, scrub_passwords
 
 if TYPE_CHECKING:
     from videobert.core.settings import Settings
@@ -64,14 +64,19 @@ class Database:
             yield
         except OperationalError as exc:
             raise DatabaseUnavailableError(
-                f"database {self.safe_url} is unavailable: {_first_line(exc.orig or exc)}"
+                f"database {self.safe_url} is unavailable: {self._driver_says(exc)}"
             ) from None
         except DBAPIError as exc:
             if exc.connection_invalidated:
                 raise DatabaseUnavailableError(
-                    f"connection to database {self.safe_url} was lost: {_first_line(exc.orig or exc)}"
+                    f"connection to database {self.safe_url} was lost: {self._driver_says(exc)}"
                 ) from None
             raise
+
+    def _driver_says(self, exc: DBAPIError) -> str:
+        """The first line of the driver's message, the URL's passwords scrubbed (a raw '@' in a password makes the
+        driver see part of it as the host name, and say that name)."""
+        return scrub_passwords(_first_line(exc.orig or exc), self.url)
 
     def ping(self) -> None:
         """Open a connection and run `SELECT 1`; raise DatabaseUnavailableError if that fails."""

@@ -48,7 +48,8 @@ def make_extractor(params: FeaturesParams, settings: Settings) -> ClipExtractor:
         from videobert.features.efficientnet import EfficientNetExtractor
 
         return EfficientNetExtractor(*common, frames_sampled=params.frames_per_clip_sampled, pooling=params.clip_pooling,
-                                     change_weight=params.change_weight, weights=settings.efficientnet_weights, threads=settings.torch_threads,
+                                     change_weight=params.change_weight, track_weight=params.track_weight,
+                                     weights=settings.efficientnet_weights, threads=settings.torch_threads,
                                      device=settings.torch_device)
     cache = str(settings.tfhub_cache_dir) if settings.tfhub_cache_dir else None
     if params.extractor == "s3d":
