@@ -15,13 +15,14 @@ them (`clip_pooling`):
   keeps what is seen but forgets where, so without the track a card sliding left and one lifted look alike;
 * `mean_diff_steps`: the first three, 3 x 1280 values; `mean_diff`: the first two; `mean`: the mean alone.
 
-The change parts are multiplied by `change_weight` (2) and the track by `track_weight` (120: its values are
+The change parts are multiplied by `change_weight` (2) and the track by `track_weight` (200: its values are
 hundredths of the picture side where the 1280-d parts have norms of 5 to 20), so that the k-means of the codebook,
 which weighs every dimension alike, hears the motion beside the appearance. Measured on the demo's videos (1045
-clips, 831 for training, 6 motions x 5 objects; the held-out clips' motion by the nearest training class mean, and
-by the majority class of their token's training clips in a 2 x 12 codebook): the mean alone tells the motion of
-21 % of clips in the probe; `mean_diff_steps` 57 % (tokens 36 %); with the track 74 % (tokens 63 %); the object
-99-100 % with each.
+clips, 831 for training, 6 motions x 5 objects; the held-out clips' motion by the nearest training class mean, the
+probe, and by the majority class of their token's training clips): the mean alone tells the motion of 21 % of clips
+in the probe; `mean_diff_steps` 57 % (tokens of a 2 x 12 codebook 36 %); with the track (weight 120) 74 % (tokens
+63 %); the object 99-100 % with each. The track's weight trades motion for object in the tokens (2 x 10 codebook:
+weight 120 gives 54 % / 100 %, 200 gives 66 % / 92 %, 300 gives 67 % / 82 %).
 
 Frames come from the shared decode path as uint8 RGB; the network takes RGB scaled to [-1, 1]
 (`(x / 255 - 0.5) / 0.5`, the Lite models' normalisation) at 224 x 224 (`features.frame_size`; another size runs
