@@ -253,3 +253,41 @@ def test_status_counts_by_stage(db: Database) -> None:
     repo.complete_stage(db, repo.claim_stage(db, "a", "download", "fp", LEASE_S), {})
     repo.claim_stage(db, "b", "download", "fp", LEASE_S)
     assert repo.status_counts(db) == [("download", "done", 1), ("download", "running", 1)]
+
+
+# --- registering one dataset index from several processes at once --------------------------------------------
+
+INDEX_ROUNDS = 10
+INDEX_WORKERS = 3
+
+
+def _register_index_worker(url: str, barrier: mp.synchronize.Barrier, out: mp.Queue) -> None:  # type: ignore[name-defined]
+    database = Database(url)
+    errors = []
+    for i in range(INDEX_ROUNDS):
+        barrier.wait(timeout=60)
+        try:
+            repo.register_index(database, "manifests", f"{i:064x}", store_key=f"manifests/{i:064x}/manifest.json",
+                                summary={"videos": i})
+        except Exception as exc:  # noqa: BLE001 - reported to the test, which fails on it
+            errors.append(f"round {i}: {type(exc).__name__}: {exc}"[:300])
+    database.dispose()
+    out.put(errors)
+
+
+def test_registering_the_same_index_from_several_processes_at_once_is_idempotent(db: Database, db_url: str) -> None:
+    """Two workers building the same dataset version both register it: no IntegrityError, one row each."""
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(INDEX_WORKERS)
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_register_index_worker, args=(db_url, barrier, out)) for _ in range(INDEX_WORKERS)]
+    for p in procs:
+        p.start()
+    errors = [e for _ in procs for e in out.get(timeout=180)]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert errors == []
+    rows = repo.dataset_indexes(db, "manifests")
+    assert sorted(r["content_hash"] for r in rows) == [f"{i:064x}" for i in range(INDEX_ROUNDS)]
+    assert all(r["summary"] == {"videos": int(r["content_hash"], 16)} and r["created_at"] for r in rows)

@@ -552,13 +552,14 @@ def register_index(db: Database, kind: str, content_hash: str, *, store_key: str
     of its kind."""
     validate_name(kind, "index kind")
     with db.session() as s:
-        row = s.scalars(select(DatasetIndex).where(DatasetIndex.kind == kind,
-                                                   DatasetIndex.content_hash == content_hash)).one_or_none()
-        if row is None:
-            s.add(DatasetIndex(kind=kind, content_hash=content_hash, store_key=store_key, summary=summary,
-                               manifest_hash=manifest_hash, codebook_hash=codebook_hash, used_at=utcnow()))
-        else:
-            row.used_at = utcnow()
+        # Insert-or-ignore, then mark used: two workers registering the same content at once both succeed (a
+        # read-then-insert let the second fail on the unique constraint).
+        now = utcnow()
+        s.execute(_insert(db, DatasetIndex).values(
+            kind=kind, content_hash=content_hash, store_key=store_key, summary=summary, manifest_hash=manifest_hash,
+            codebook_hash=codebook_hash, used_at=now).on_conflict_do_nothing(index_elements=["kind", "content_hash"]))
+        s.execute(update(DatasetIndex).where(DatasetIndex.kind == kind, DatasetIndex.content_hash == content_hash)
+                  .values(used_at=now))
 
 
 def dataset_indexes(db: Database, kind: str, manifest_hash: str | None = None) -> list[dict[str, Any]]:
