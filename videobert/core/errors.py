@@ -36,6 +36,12 @@ class StoreUnavailableError(StoreError):
     retryable = True
 
 
+class StoreFullError(StoreError):
+    """The store's disk or quota is full (ENOSPC, EDQUOT): retryable once space is freed."""
+
+    retryable = True
+
+
 class ObjectNotFoundError(StoreError, KeyError):
     """No object is stored under the key."""
 

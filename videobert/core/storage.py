@@ -15,6 +15,7 @@ slashes and shell characters never reach a path or a request.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -35,6 +36,7 @@ from videobert.core.errors import (
     ObjectNotFoundError,
     StoreConfigError,
     StoreError,
+    StoreFullError,
     StoreUnavailableError,
 )
 from videobert.core.ids import validate_key_part, validate_name, validate_video_id
@@ -272,6 +274,23 @@ class ArtifactStore(ABC):
 
 # --- local folder ---------------------------------------------------------------------------------------
 
+# OS errors of a write that a later try can get past: a full disk or quota (once space is freed), an I/O error or a
+# busy or interrupted call on a network or failing disk. Anything else (no permission, a read-only store) needs a
+# person.
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_TRANSIENT_ERRNOS = frozenset({errno.EIO, errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETIMEDOUT, errno.ENOMEM,
+                               errno.ESTALE})
+
+
+def os_store_error(what: str, exc: OSError) -> StoreError:
+    """The store error for an OS error of the local store: StoreFullError and StoreUnavailableError are retryable."""
+    if exc.errno in _FULL_ERRNOS:
+        return StoreFullError(f"{what}: {exc} (free space, then run again)")
+    if exc.errno in _TRANSIENT_ERRNOS:
+        return StoreUnavailableError(f"{what}: {exc}")
+    return StoreError(f"{what}: {exc}")
+
+
 
 class LocalStore(ArtifactStore):
     """Objects as files under `root`; sha256 records under `root/.meta`; writes through `root/.tmp`."""
@@ -328,10 +347,13 @@ class LocalStore(ArtifactStore):
         except FileNotFoundError as exc:
             raise StoreError(f"cannot store {key}: source file {path} does not exist") from exc
         except OSError as exc:
-            raise StoreError(f"cannot store {key} in {self.root}: {exc}") from exc
+            raise os_store_error(f"cannot store {key} in {self.root}", exc) from exc
         finally:
             tmp.unlink(missing_ok=True)
-        return self._write_meta(key, dest, digest.hexdigest())
+        try:
+            return self._write_meta(key, dest, digest.hexdigest())
+        except OSError as exc:
+            raise os_store_error(f"cannot record {key} in {self.root}", exc) from exc
 
     def stat(self, key: str) -> ObjectInfo:
         path = self._path(key)
