@@ -630,10 +630,10 @@ app.add_typer(infer_app, name="infer")
 
 
 def _inference(checkpoint: Path):  # noqa: ANN202
+    from videobert.core.model_folder import check_model_folder
     from videobert_model.inference import VideoBertInference
 
-    if not (checkpoint / "config.json").exists():
-        raise SettingsError(f"{checkpoint} is not a checkpoint folder (no config.json)")
+    check_model_folder(checkpoint)
     return VideoBertInference.from_pretrained(checkpoint)
 
 

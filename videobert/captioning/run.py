@@ -90,6 +90,7 @@ def train_row(rt: Runtime, params: CaptionParams, request: CaptionRequest, input
     """Train the captioner of one row on the training split, decode the scored split; see the module docstring."""
     import torch
 
+    from videobert.core.model_folder import check_model_folder
     from videobert.db import repository as repo
     from videobert.db.models import StageStatus
     from videobert.evaluation.youcook2 import load_annotations
@@ -99,8 +100,7 @@ def train_row(rt: Runtime, params: CaptionParams, request: CaptionRequest, input
     if inputs not in ROW_DIRS:
         raise ValueError(f"row {inputs!r} is not one of {', '.join(ROW_DIRS)}")
     checkpoint = Path(request.checkpoint)
-    if not (checkpoint / "config.json").exists():
-        raise DatasetError(f"{checkpoint} is not a checkpoint folder (no config.json): train VideoBERT first")
+    check_model_folder(checkpoint, hint="train VideoBERT first")
     bert_dir = request.bert_model or rt.settings.bert_model
     if not bert_dir or not (Path(bert_dir) / "config.json").exists():
         raise SettingsError(f"VIDEOBERT_BERT_MODEL={bert_dir!r} is not a pretrained BERT folder (config.json): the "

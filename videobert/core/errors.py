@@ -111,3 +111,7 @@ class TransientStageError(StageError):
     """A failure that a later attempt may not meet (network, throttling, 5xx)."""
 
     retryable = True
+
+
+class ModelFolderError(VideobertError):
+    """A trained model folder that is missing a file (config, weights, tokenizer) or holds a damaged one."""

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from videobert.core.model_folder import check_model_folder
 from videobert.core.params import EvaluateParams
 from videobert.core.runtime import Runtime
 from videobert.core.storage import keys, sha256_file
@@ -83,8 +84,7 @@ def evaluate(rt: Runtime, model_dir: Path, annotations_path: Path, tokens_index_
     from videobert.evaluation.youcook2 import load_annotations
     from videobert_model.inference import VideoBertInference
 
-    if not (model_dir / "config.json").exists():
-        raise DatasetError(f"{model_dir} is not a checkpoint folder (no config.json): train one first")
+    check_model_folder(model_dir)
     inference = VideoBertInference.from_pretrained(model_dir)
     codebook = inference.config.codebook_hash
     index = read_index(tokens_index_path, "tokens index", "videos")
