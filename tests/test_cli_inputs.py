@@ -144,3 +144,13 @@ def test_tokens_with_a_failed_video_exits_non_zero(project: Project, prefect_api
     assert "v1" in r.stderr  # still said
     doc = json.loads(index.read_text())
     assert sorted(doc["videos"]) == ["v0", "v2"] and doc["missing"] == ["v1"]
+
+
+@pytest.mark.parametrize(("video", "error"), [("../../x", "InvalidIdError): video id '../../x'"),
+                                              ("nosuch", "UnknownVideoError): unknown video id nosuch")])
+def test_an_unknown_or_invalid_video_id_exits_1_naming_it(tmp_path: Path, video: str, error: str) -> None:
+    r = run_cli("ingest", "--video", video, "--quiet", cwd=tmp_path, env={"VIDEOBERT_DATA_DIR": str(tmp_path / "data")})
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert [line for line in r.stderr.splitlines() if line.startswith("error")] == [
+        next(line for line in r.stderr.splitlines() if error in line)]
+    assert "Traceback" not in r.stdout + r.stderr

@@ -257,3 +257,28 @@ def test_prefect_exit_drain_notices_stay_off_the_console_but_ours_do_not() -> No
         assert quiet.filter(record("EventsWorker", drain, services.__file__))
     finally:
         noise.DEBUG = False
+
+
+def test_an_interrupted_training_speaks_of_checkpoints_not_stages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The line after Ctrl-C says what running the same command again does: for `videobert train`, resume from
+    the newest checkpoint (it spoke of stages and videos before)."""
+    import io
+
+    from rich.console import Console
+
+    from videobert_cli import interrupt
+
+    said = io.StringIO()
+    exits: list[int] = []
+    monkeypatch.setattr(interrupt, "_console", Console(file=said, width=200))
+    monkeypatch.setattr(interrupt.os, "_exit", exits.append)
+    monkeypatch.setattr(interrupt.signal, "signal", lambda *a: None)  # the test process keeps its own handlers
+    monkeypatch.setattr(interrupt, "_hint", interrupt.INGEST_HINT)
+    interrupt._on_signal(signal.SIGINT, None)
+    assert "stages" in said.getvalue() and exits == [130]
+    interrupt.set_resume_hint(interrupt.TRAINING_HINT)
+    said.seek(0)
+    said.truncate(0)
+    interrupt._on_signal(signal.SIGINT, None)
+    assert "resumes from the newest checkpoint" in said.getvalue() and "stage" not in said.getvalue()
+    assert exits == [130, 130]

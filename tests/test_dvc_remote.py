@@ -24,9 +24,9 @@ def _dvc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_push_then_pull_into_a_fresh_copy(tmp_path: Path, s3_server: S3Server) -> None:
-    store = s3_server.store()
-    store.check()  # creates the bucket
+    store = s3_server.store()  # a new bucket name, not created yet: `dataset remote` creates it (the first push needs it)
     bucket, secret = store.bucket, s3_server.secret_key
+    assert not store.client.bucket_exists(bucket)
     settings = load_settings(env_file=None, store="minio", minio_endpoint=s3_server.endpoint, minio_bucket=bucket,
                              minio_access_key=s3_server.access_key, minio_secret_key=secret,
                              data_dir=tmp_path / "data")
@@ -34,7 +34,7 @@ def test_push_then_pull_into_a_fresh_copy(tmp_path: Path, s3_server: S3Server) -
     (first / "dataset").mkdir(parents=True)
     assert _dvc(first, "init", "--no-scm", "-q").returncode == 0
     url = configure_remote(settings, first)
-    assert url == f"s3://{bucket}/dvc"
+    assert url == f"s3://{bucket}/dvc" and store.client.bucket_exists(bucket)
     assert secret not in (first / ".dvc" / "config").read_text()  # keys stay in config.local
     assert secret in (first / ".dvc" / "config.local").read_text()
 

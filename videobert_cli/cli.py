@@ -212,7 +212,20 @@ def _run_ingest(request_fields: dict, params: Path, quiet: bool, assignments: li
             summary = run_ingest(request, params_file, overrides)
     print_stage_runs(console, summary, "ingest results")
     print_locations(console, settings)
+    _refuse_unknown_ids(getattr(summary, "unknown_ids", []))
     return summary
+
+
+def _refuse_unknown_ids(unknown: list[str]) -> None:
+    """After the known videos ran: exit 1 naming the `--video` ids that are not valid or not registered."""
+    from videobert.core.errors import UnknownVideoError
+    from videobert.core.ids import validate_video_id
+
+    for vid in unknown:
+        validate_video_id(vid)  # InvalidIdError naming it (`../x`, slashes, shell characters)
+    if unknown:
+        raise UnknownVideoError(f"unknown video id{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: not "
+                                "registered (`videobert ingest --local/--ids/--youtube` registers videos)")
 
 
 @app.command()
@@ -515,6 +528,7 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Pre-train VideoBERT on a corpus version; a run started again resumes from its last checkpoint."""
+    interrupt.set_resume_hint(interrupt.TRAINING_HINT)
     params_file = _params_file(params)
     overrides = _overrides(set_)
     _prefect_ready()

@@ -52,6 +52,18 @@ class CountingReporter:
 
 _active: CountingReporter | None = None
 _console: Any = None
+# What the interrupted command does when run again (said after the interruption): per-video work by default
+INGEST_HINT = ("The next run takes over the stages left running and skips what is done; `videobert status` shows "
+               "where each video is.")
+TRAINING_HINT = ("The same command resumes from the newest checkpoint; `videobert checkpoints` lists the run and its "
+                 "checkpoints.")
+_hint = INGEST_HINT
+
+
+def set_resume_hint(text: str) -> None:
+    """What to say, after an interruption, of running the command again (the default speaks of stages)."""
+    global _hint
+    _hint = text
 
 
 def install(console: Any) -> None:
@@ -83,9 +95,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
         if _active and _active.inner:
             _active.inner.stop()  # the progress bar gives the terminal back
         done = _active.finished() if _active else ""
-        _console.print(f"[bold yellow]interrupted ({name})[/]" + (f": {done}" if done else "") + ". The next run "
-                       "takes over the stages left running and skips what is done; `videobert status` shows where "
-                       "each video is.")
+        _console.print(f"[bold yellow]interrupted ({name})[/]" + (f": {done}" if done else "") + f". {_hint}")
         _report_crash(name)
     finally:
         for stream in (sys.stdout, sys.stderr):

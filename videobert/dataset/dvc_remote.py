@@ -13,6 +13,7 @@ from pathlib import Path
 
 from videobert.core.errors import SettingsError
 from videobert.core.settings import Settings
+from videobert.core.storage import open_store
 
 DEFAULT_REMOTE = "store"
 DEFAULT_PREFIX = "dvc"  # objects under s3://<bucket>/dvc/, beside the pipeline's own artifacts
@@ -41,6 +42,9 @@ def configure_remote(settings: Settings, repo_root: Path, name: str = DEFAULT_RE
                             f"(VIDEOBERT_STORE is {settings.store!r})")
     if not (repo_root / ".dvc").is_dir():
         raise SettingsError(f"{repo_root} is not a DVC project (no .dvc folder): run `dvc init` there first")
+    # The bucket must exist before the first `dvc push` (DVC does not create it: NoSuchBucket): the store's own check
+    # creates it, as for every other command (VIDEOBERT_MINIO_CREATE_BUCKET), or says why it cannot.
+    open_store(settings, check=True)
     url = remote_url(settings, prefix)
     scheme = "https" if settings.minio_secure else "http"
     _dvc(repo_root, "remote", "add", "--default", "--force", name, url)

@@ -218,7 +218,8 @@ def train(rt: Runtime, params: Params, request: TrainRequest, *, progress: Progr
         done = previous[0]
         if not (out_dir / "config.json").exists():
             _fetch_final(rt, done, out_dir)
-        return TrainResult(key, "skipped", corpus.content_hash, corpus.codebook_hash, str(out_dir),
+        # the codebook the run was trained on, as recorded, not the one the corpus folder names today
+        return TrainResult(key, "skipped", corpus.content_hash, done.get("codebook_hash") or corpus.codebook_hash, str(out_dir),
                            tp.max_steps, None, done["metrics"] or {}, done["checkpoints"])
     restart = bool(request.force and previous and previous[0]["status"] == StageStatus.DONE)
     if restart and work.exists() and main:
