@@ -109,6 +109,70 @@ def test_a_stopped_run_resumed_from_the_store_ends_like_an_uninterrupted_one(cor
     assert max(diffs.values()) < 1e-6, sorted(diffs.items(), key=lambda kv: -kv[1])[:5]
 
 
+def _tsv_steps(folder: Path, name: str) -> list[int]:
+    lines = (folder / "plots" / "metrics" / f"{name}.tsv").read_text().splitlines()[1:]
+    return [int(float(line.split("\t")[0])) for line in lines]
+
+
+def test_a_run_resumed_from_an_earlier_checkpoint_logs_each_step_once(corpus: tuple[Project, dict],
+                                                                       tmp_path: Path) -> None:
+    """As after kill -9 at step 5 with the newest checkpoint at 3: what was logged after step 3 is replaced, in the
+    database and in DVCLive's files, whose x is the trainer's step."""
+    from videobert.db.models import TrainingRun
+
+    project, _ = corpus
+    p = params(max_steps=8, save_steps=3, eval_steps=4, logging_steps=1)
+    rt = project.runtime()
+    stopped = train(rt, p, TrainRequest(out_dir=str(tmp_path / "a"), stop_after_step=5))
+    run_id = repo.training_runs(rt.db)[0]["id"]
+    work = rt.settings.resolved_data_dir / TRAINING_DIR / stopped.run_key[:16]
+    live = work / "dvclive"
+    # a stopped run evaluates at its last step (its final figures)
+    assert _tsv_steps(live, "loss") == [1, 2, 3, 4, 5] and _tsv_steps(live, "eval/loss") == [0, 4, 5]
+    # the machine died after step 5 was logged but before its checkpoint was kept: only step 3's is left
+    shutil.rmtree(work / "checkpoint-5")
+    with rt.db.session() as s:
+        row = s.get(TrainingRun, run_id)
+        row.checkpoints = [c for c in row.checkpoints if c["step"] == 3]
+        row.checkpoint_key = row.checkpoints[0]["prefix"]
+    resumed = train(rt, p, TrainRequest(out_dir=str(tmp_path / "a")))
+    assert resumed.resumed_from == 3 and resumed.steps == 8
+    history = repo.training_metric_history(rt.db, run_id)
+    # each figure once per step ('epoch' goes with every log call: the last step's and training's end both have it)
+    keys = [(step, split, name) for step, split, name, _ in history if name != "epoch"]
+    assert len(keys) == len(set(keys)), sorted(k for k in keys if keys.count(k) > 1)[:5]
+    assert sorted({step for step, split, name, _ in history if split == "train" and name == "loss"}) == list(range(1, 9))
+    assert sorted(step for step, split, name, _ in history if name == "eval_loss") == [0, 4, 8]
+    assert _tsv_steps(live, "loss") == list(range(1, 9)) and _tsv_steps(live, "eval/loss") == [0, 4, 8]
+
+
+def test_a_non_finite_loss_stops_the_run_naming_the_step() -> None:
+    from transformers import TrainerControl, TrainerState
+
+    from videobert.core.errors import TrainingDivergedError
+    from videobert.training.trainer import StopOnNonFiniteLoss
+
+    guard = StopOnNonFiniteLoss()
+    args = type("Args", (), {"learning_rate": 0.5})()
+    state = TrainerState()
+    state.global_step = 20
+    guard.on_log(args, state, TrainerControl(), logs={"loss": 2.5, "grad_norm": float("inf")})  # not a loss: passes
+    for logs in ({"loss": float("nan")}, {"eval_text_loss": float("inf"), "eval_loss": 1.0}):
+        with pytest.raises(TrainingDivergedError, match="training diverged at step 20: .*learning rate 0.5"):
+            guard.on_log(args, state, TrainerControl(), logs=logs)
+
+
+def test_truncate_dvclive_keeps_the_rows_up_to_the_step(tmp_path: Path) -> None:
+    from videobert.training.trainer import truncate_dvclive
+
+    metrics = tmp_path / "plots" / "metrics"
+    (metrics / "eval").mkdir(parents=True)
+    (metrics / "loss.tsv").write_text("step\tloss\n1\t3.0\n2\t2.5\n3\t2.0\n")
+    (metrics / "eval" / "loss.tsv").write_text("step\tloss\n0\t4.0\n2\t2.6\n")
+    assert truncate_dvclive(tmp_path, 1) == 3
+    assert _tsv_steps(tmp_path, "loss") == [1] and _tsv_steps(tmp_path, "eval/loss") == [0]
+
+
 def test_the_same_request_while_another_process_trains_it_is_refused(corpus: tuple[Project, dict]) -> None:
     project, doc = corpus
     rt = project.runtime()

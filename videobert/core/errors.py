@@ -115,3 +115,7 @@ class TransientStageError(StageError):
 
 class ModelFolderError(VideobertError):
     """A trained model folder that is missing a file (config, weights, tokenizer) or holds a damaged one."""
+
+
+class TrainingDivergedError(VideobertError):
+    """A training loss became NaN or infinite: the run stops at that step (it never recovers by itself)."""

@@ -678,8 +678,15 @@ def record_checkpoint(db: Database, run_id: int, *, step: int, prefix: str, sha2
         row.checkpoint_key = prefix
 
 
+def drop_training_metrics_after(db: Database, run_id: int, step: int) -> int:
+    """Remove a run's figures logged after `step` (a run resumed from that step logs them again); returns how many."""
+    with db.session() as s:
+        result = s.execute(delete(TrainingMetric).where(TrainingMetric.run_id == run_id, TrainingMetric.step > step))
+        return int(result.rowcount or 0)
+
+
 def log_training_metrics(db: Database, run_id: int, step: int, split: str, values: dict[str, float]) -> None:
-    """Scalars logged at one step (a resumed run logging a step again replaces nothing: rows are appended)."""
+    """Scalars logged at one step (rows are appended: a resumed run first drops what came after its checkpoint)."""
     with db.session() as s:
         s.add_all(TrainingMetric(run_id=run_id, step=step, split=split, name=name[:64], value=float(v))
                   for name, v in values.items())

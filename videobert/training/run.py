@@ -252,7 +252,9 @@ def train(rt: Runtime, params: Params, request: TrainRequest, *, progress: Progr
             per_device_train_batch_size=per_device, per_device_eval_batch_size=tp.eval_batch_size,
             gradient_accumulation_steps=accumulation, learning_rate=tp.learning_rate, weight_decay=tp.weight_decay,
             warmup_steps=tp.warmup_steps, lr_scheduler_type="linear", optim="adamw_torch",
-            eval_strategy="steps" if evaluate else "no", eval_steps=tp.eval_steps, eval_on_start=evaluate, save_strategy="steps",
+            # a resumed run does not evaluate again at its checkpoint's step: that figure is in the logs already
+            eval_strategy="steps" if evaluate else "no", eval_steps=tp.eval_steps,
+            eval_on_start=evaluate and resume is None, save_strategy="steps",
             save_steps=tp.save_steps, save_total_limit=tp.save_total_limit, logging_steps=tp.logging_steps,
             seed=tp.seed, data_seed=tp.seed, dataloader_num_workers=tp.dataloader_workers,
             remove_unused_columns=False, label_names=["alignment_labels"],
@@ -262,13 +264,29 @@ def train(rt: Runtime, params: Params, request: TrainRequest, *, progress: Progr
             **precision_flags(tp.precision))
         from dvclive import Live
 
-        from videobert.training.trainer import RecordCallback, StopAfterStep, VideoBertTrainer, seeded_eval_collator
+        from videobert.training.trainer import (
+            DVCLiveAtTrainerStep,
+            RecordCallback,
+            StopAfterStep,
+            StopOnNonFiniteLoss,
+            VideoBertTrainer,
+            seeded_eval_collator,
+            truncate_dvclive,
+        )
 
-        callbacks: list[Any] = []
+        callbacks: list[Any] = [StopOnNonFiniteLoss()]  # first: a NaN loss stops the run before anything records it
         if main:
+            if resume is not None:  # what was logged after the checkpoint is logged again: replaced, not repeated
+                resumed = _step_of(resume)
+                dropped = truncate_dvclive(work / "dvclive", resumed)
+                if claim is not None:
+                    dropped += repo.drop_training_metrics_after(rt.db, claim.run_id, resumed)
+                if dropped:
+                    log.info("resuming from step %d: %d figures logged after it dropped", resumed, dropped)
             live = Live(dir=str(work / "dvclive"), resume=resume is not None, save_dvc_exp=False, dvcyaml=None,
                         report=None)
-            callbacks += [DVCLiveCallback(live=live), RecordCallback(rt, claim.run_id if claim else None, progress)]
+            callbacks += [DVCLiveAtTrainerStep(live), DVCLiveCallback(live=live),
+                          RecordCallback(rt, claim.run_id if claim else None, progress)]
         if request.stop_after_step:
             callbacks.append(StopAfterStep(request.stop_after_step))
         trainer = VideoBertTrainer(model=model, args=args, train_dataset=train_set,

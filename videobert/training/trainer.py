@@ -157,6 +157,60 @@ class StopAfterStep(TrainerCallback):
         return control
 
 
+def is_loss(name: str) -> bool:
+    """A logged figure that is a loss (`loss`, `eval_loss`, `text_loss` ...)."""
+    return name == "loss" or name.endswith("_loss")
+
+
+class StopOnNonFiniteLoss(TrainerCallback):
+    """Stops the run with TrainingDivergedError, naming the step and the figure, when a logged loss is NaN or
+    infinite (first in the callback list, so nothing records the non-finite value). Other figures (a gradient norm
+    that overflows) are left to the recorders, which skip them."""
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+        from videobert.core.errors import TrainingDivergedError
+
+        bad = {k: v for k, v in (logs or {}).items()
+               if is_loss(k) and isinstance(v, (int, float)) and not np.isfinite(v)}
+        if bad:
+            raise TrainingDivergedError(
+                f"training diverged at step {state.global_step}: " + ", ".join(f"{k}={v}" for k, v in bad.items())
+                + f" (learning rate {args.learning_rate:g}: lower train.learning_rate, or raise warmup_steps)")
+
+
+class DVCLiveAtTrainerStep(TrainerCallback):
+    """Gives DVCLive the trainer's global step before transformers' DVCLiveCallback logs (which counts its own log
+    calls otherwise: a curve's x would be the number of logs so far, and a resumed run would shift it)."""
+
+    def __init__(self, live: Any) -> None:
+        self.live = live
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+        self.live.step = state.global_step
+
+
+def truncate_dvclive(folder: Any, step: int) -> int:
+    """Drop the rows after `step` from a DVCLive folder's metric files (`plots/metrics/**/*.tsv`), as a run resumed
+    from that step will log them again; returns how many rows were dropped."""
+    from pathlib import Path
+
+    dropped = 0
+    for tsv in sorted(Path(folder).glob("plots/metrics/**/*.tsv")):
+        lines = tsv.read_text().splitlines()
+        if not lines:
+            continue
+        header, rows = lines[0], lines[1:]
+        column = header.split("\t").index("step") if "step" in header.split("\t") else None
+        if column is None:
+            continue
+        kept = [r for r in rows if int(float(r.split("\t")[column])) <= step]
+        dropped += len(rows) - len(kept)
+        tsv.write_text("\n".join([header, *kept]) + "\n")
+    return dropped
+
+
 class RecordCallback(TrainerCallback):
     """Puts every checkpoint in the store and the run's database row, every logged figure in the database, and
     reports progress (the main process only)."""
@@ -184,6 +238,10 @@ class RecordCallback(TrainerCallback):
         if not logs or self.run_id is None:
             return
         values = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}
+        skipped = sorted(k for k, v in values.items() if not np.isfinite(v))  # e.g. an overflowing gradient norm
+        if skipped:
+            log.warning("step %d: %s not finite, not recorded", state.global_step, ", ".join(skipped))
+            values = {k: v for k, v in values.items() if k not in skipped}
         split = "validation" if any(k.startswith("eval_") for k in values) else "train"
         repo.log_training_metrics(self.rt.db, self.run_id, state.global_step, split, values)
         if self.progress is not None:
