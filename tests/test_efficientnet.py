@@ -163,7 +163,7 @@ def test_efficientnet_fields_enter_only_its_fingerprint() -> None:
     assert "clip_pooling" not in base.fingerprinted() and "frames_per_clip_sampled" not in base.fingerprinted()
     assert base.fingerprinted() == FeaturesParams(extractor="baseline", clip_pooling="mean").fingerprinted()
     eff = FeaturesParams(extractor="efficientnet")
-    assert eff.fingerprinted()["clip_pooling"] == "mean_diff_steps_track" and eff.fingerprinted()["track_weight"] == 120
+    assert eff.fingerprinted()["clip_pooling"] == "mean_diff_steps_track" and eff.fingerprinted()["track_weight"] == 200
     assert eff.fingerprinted() != FeaturesParams(extractor="efficientnet", frames_per_clip_sampled=2).fingerprinted()
 
 

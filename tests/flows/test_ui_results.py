@@ -105,7 +105,7 @@ def test_typed_youtube_ids_are_registered_and_bad_ones_refused(project: Project)
 
 def test_wrong_form_values_are_refused_with_a_clear_message(project: Project) -> None:
     state = ingest(overrides={"features": {"extractor": "s4d"}}, return_state=True)
-    assert state.is_failed() and "overrides.features.extractor: Input should be 's3d', 'i3d' or 'baseline'" in state.message
+    assert state.is_failed() and "overrides.features.extractor: Input should be 's3d', 'i3d', 'efficientnet' or 'baseline'" in state.message
     state = ingest(request={"stages": ["downlaod"]}, return_state=True)
     assert state.is_failed() and "request.stages.0: Input should be 'download'" in state.message, state.message
     # a relative path: the error names the absolute path and the folder it resolved against
