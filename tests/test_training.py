@@ -146,6 +146,35 @@ def test_a_run_resumed_from_an_earlier_checkpoint_logs_each_step_once(corpus: tu
     assert _tsv_steps(live, "loss") == list(range(1, 9)) and _tsv_steps(live, "eval/loss") == [0, 4, 8]
 
 
+def test_a_damaged_checkpoint_is_skipped_for_the_newest_that_verifies(corpus: tuple[Project, dict], tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """A local checkpoint whose bytes no longer match its recorded sha256 is replaced by the store's copy; a store
+    copy that does not verify is skipped for the next older checkpoint: resuming is never blocked for good."""
+    project, _ = corpus
+    p = params(max_steps=8, save_steps=3, eval_steps=4)
+    rt = project.runtime()
+    stopped = train(rt, p, TrainRequest(out_dir=str(tmp_path / "a"), stop_after_step=5))
+    work = rt.settings.resolved_data_dir / TRAINING_DIR / stopped.run_key[:16]
+    run = repo.training_runs(rt.db)[0]
+    assert [c["step"] for c in run["checkpoints"]] == [3, 5]
+    # 4 KB of the local step-5 weights overwritten: not loaded as they are, the store's intact copy is fetched
+    local = work / "checkpoint-5" / "model.safetensors"
+    local.write_bytes(b"\xff" * 4096 + local.read_bytes()[4096:])
+    resumed = train(rt, p, TrainRequest(out_dir=str(tmp_path / "a"), stop_after_step=6))
+    assert resumed.resumed_from == 5 and "checkpoint-5 does not match its recorded sha256" in caplog.text
+    # the machine is lost and the store's newest checkpoint (step 6) is damaged: step 5 is taken instead
+    shutil.rmtree(work)
+    newest = max(repo.training_runs(rt.db)[0]["checkpoints"], key=lambda c: c["step"])
+    assert newest["step"] == 6
+    key = newest["prefix"] + "model.safetensors"
+    stored = rt.store._path(key)  # the local store's file: damaged behind the store's back
+    stored.write_bytes(b"\0" * 4096 + stored.read_bytes()[4096:])
+    caplog.clear()
+    done = train(rt, p, TrainRequest(out_dir=str(tmp_path / "a")))
+    assert done.status == "done" and done.resumed_from == 5 and done.steps == 8
+    assert "checkpoint at step 6 in the store does not verify" in caplog.text
+
+
 def test_a_non_finite_loss_stops_the_run_naming_the_step() -> None:
     from transformers import TrainerControl, TrainerState
 

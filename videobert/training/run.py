@@ -341,17 +341,34 @@ def _step_of(checkpoint: Path) -> int:
 
 
 def _resume_point(rt: Runtime, work: Path, recorded: list[dict[str, Any]]) -> Path | None:
-    """The checkpoint to resume from: the newest complete local one, else the newest recorded one fetched from
-    the store (a run that continues on another machine)."""
-    local = sorted((p for p in work.glob("checkpoint-*") if (p / "trainer_state.json").exists()), key=_step_of)
-    best_recorded = max(recorded, key=lambda c: c["step"], default=None)
-    if local and (best_recorded is None or _step_of(local[-1]) >= best_recorded["step"]):
-        return local[-1]
-    if best_recorded is None:
-        return None
-    dest = work / f"checkpoint-{best_recorded['step']}"
-    fetch_folder(rt, best_recorded["prefix"], dest)
-    return dest
+    """The checkpoint to resume from: the newest that verifies. A local one whose step is recorded must match its
+    recorded sha256 (else the store's copy is fetched in its place); a recorded one is fetched from the store (a run
+    that continues on another machine), every file checked; one that does not verify is skipped, with a warning
+    naming it, for the next older one (a damaged newest checkpoint no longer blocks resuming for good)."""
+    from videobert.core.errors import IntegrityError, StoreError
+    from videobert.training.store import folder_digest
+
+    by_step = {int(c["step"]): c for c in recorded}
+    local = {_step_of(p): p for p in work.glob("checkpoint-*") if (p / "trainer_state.json").exists()}
+    for step in sorted(set(local) | set(by_step), reverse=True):
+        record = by_step.get(step)
+        if step in local:
+            if record is None or not record.get("sha256") or folder_digest(local[step]) == record["sha256"]:
+                return local[step]  # verified, or written here and not recorded yet (nothing to check it against)
+            log.warning("local checkpoint %s does not match its recorded sha256: skipped, the store's copy is "
+                        "fetched instead", local[step])
+            shutil.rmtree(local[step], ignore_errors=True)  # a fetched copy's marker would otherwise keep it
+        if record is None:
+            continue
+        dest = work / f"checkpoint-{step}"
+        try:
+            fetch_folder(rt, record["prefix"], dest)
+        except (IntegrityError, StoreError) as exc:
+            log.warning("checkpoint at step %d in the store does not verify (%s): skipped", step, str(exc)[:200])
+            shutil.rmtree(dest, ignore_errors=True)
+            continue
+        return dest
+    return None
 
 
 def _final_metrics(trainer: Any, evaluate: bool) -> dict[str, float]:

@@ -40,12 +40,21 @@ def fetch_folder(rt: Runtime, prefix: str, dest: Path) -> None:
     install_folder(dest, fill, complete)
 
 
+def _entries(folder: Path) -> list[tuple[str, str, Path]]:
+    """(relative name, sha256, path) of a folder's files, sorted; the marker of a fetched copy left out."""
+    return [(f.relative_to(folder).as_posix(), sha256_file(f)[0], f)
+            for f in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != FETCHED)]
+
+
+def folder_digest(folder: Path) -> str:
+    """The content hash `put_folder` gives a folder: sha256 over its files' names and sha256."""
+    return hashlib.sha256("".join(f"{name}\0{sha}\n" for name, sha, _ in _entries(folder)).encode()).hexdigest()
+
+
 def put_folder(rt: Runtime, kind: str, folder: Path) -> tuple[str, str]:
     """Upload a folder under `<kind>/<content hash>/`, the hash over its files' names and sha256; returns
     (prefix, hash). Files first, so the prefix is complete before anyone records it."""
-    entries = []
-    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-        entries.append((f.relative_to(folder).as_posix(), sha256_file(f)[0], f))
+    entries = _entries(folder)
     digest = hashlib.sha256("".join(f"{name}\0{sha}\n" for name, sha, _ in entries).encode()).hexdigest()
     for name, _, f in entries:
         rt.store.put_file(keys.dataset_artifact(kind, digest, name.replace("/", SUBFOLDER_SEP)), f)
