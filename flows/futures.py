@@ -7,6 +7,7 @@ counts by stage and status and by error type. A flow body stays a short list of 
 
 from __future__ import annotations
 
+import logging
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,8 +17,13 @@ from prefect.futures import PrefectFuture, as_completed
 
 from flows.progress import reporter
 
+log = logging.getLogger(__name__)
+
 K = TypeVar("K")
 NOT_RUN = "not run"  # a stage whose input stage failed in this run: no task run at all
+# Errors that no other video can get past: once a stage fails with one, no new video is started, the ones in
+# flight finish, and the run fails naming it (the next run, once the database is back, takes over what was left).
+STOP_RUN_ERRORS = frozenset({"DatabaseUnavailableError"})
 
 
 def next_finished(in_flight: dict[PrefectFuture[Any], K]) -> tuple[K, str, str | None]:
@@ -39,6 +45,8 @@ class Outcomes:
     results: Counter[tuple[str, str]] = field(default_factory=Counter)  # (stage, status) -> count
     errors: Counter[tuple[str, str]] = field(default_factory=Counter)  # (stage, error type) -> count
     examples: dict[tuple[str, str], str] = field(default_factory=dict)  # (stage, error type) -> first video id
+    stopped_by: str | None = None  # an error of STOP_RUN_ERRORS that stopped the run early
+    not_started: int = 0  # planned videos never started because the run stopped
 
 
 def run_per_video(
@@ -86,13 +94,28 @@ def run_per_video(
 
     try:
         while queue or in_flight:
-            while queue and len(remaining) < concurrency:
+            while queue and len(remaining) < concurrency and not out.stopped_by:
                 start_video(*queue.popleft())
+            if not in_flight:
+                break
             (vid, stage), status, error_type = next_finished(in_flight)
             if error_type:
                 out.errors[(stage, error_type)] += 1
                 out.examples.setdefault((stage, error_type), vid)
+                if error_type in STOP_RUN_ERRORS and not out.stopped_by:
+                    out.stopped_by = error_type
+                    log.warning("%s (%s of %s): no new video is started; the %d in flight finish first",
+                                error_type, stage, vid, len(remaining))
             finish(vid, stage, status)
     finally:
         progress.stop()
+    if out.stopped_by:
+        out.not_started = len(queue)
+        from videobert.core.errors import DatabaseUnavailableError
+
+        lost = sum(n for (_, error), n in out.errors.items() if error == out.stopped_by)
+        raise DatabaseUnavailableError(
+            f"the database went away during the run ({lost} stage runs could not be recorded, {out.not_started} "
+            "planned videos not started): the run stopped; run the same command again once the database is back "
+            "(it takes over what was left)")
     return out

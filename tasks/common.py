@@ -16,14 +16,19 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
+from videobert.core.errors import DatabaseUnavailableError
 from videobert.core.params import Params, apply_override, load_params, override_from_items
 from videobert.core.stages import StageResult
 
 
 def retry_if_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry only errors that say they are retryable (network, 5xx, throttling); never permanent ones."""
+    """Retry only errors that say they are retryable (network, 5xx, throttling); never permanent ones, nor a
+    database that went away: the flow stops on it (`flows.futures.STOP_RUN_ERRORS`) and the next run takes over,
+    instead of minutes of backoff for every stage in flight."""
     try:
         state.result(raise_on_failure=True)
+    except DatabaseUnavailableError:
+        return False
     except Exception as exc:  # the task's own exception, re-raised by the state
         return bool(getattr(exc, "retryable", False))
     return False
