@@ -175,6 +175,32 @@ def test_a_damaged_checkpoint_is_skipped_for_the_newest_that_verifies(corpus: tu
     assert "checkpoint at step 6 in the store does not verify" in caplog.text
 
 
+def test_verify_reads_the_checkpoints_back_and_repair_takes_a_bad_one_off(corpus: tuple[Project, dict],
+                                                                          tmp_path: Path) -> None:
+    """`videobert verify` covers the training checkpoints recorded in the database: exit 1 naming a damaged one;
+    `--repair` takes it off the run's record (and exits 0); then everything verifies."""
+    from tests.test_cli import run_cli
+
+    project, _ = corpus
+    rt = project.runtime()
+    train(rt, params(max_steps=8, save_steps=3, eval_steps=4), TrainRequest(out_dir=str(tmp_path / "a"),
+                                                                             stop_after_step=5))
+    r = run_cli("verify", cwd=project.root)
+    assert r.returncode == 0 and "every training checkpoint verifies (2)" in r.stdout, r.stdout + r.stderr
+    step5 = next(c for c in repo.training_runs(rt.db)[0]["checkpoints"] if c["step"] == 5)
+    stored = rt.store._path(step5["prefix"] + "model.safetensors")
+    stored.write_bytes(b"\0" * 4096 + stored.read_bytes()[4096:])
+    r = run_cli("verify", cwd=project.root)
+    assert r.returncode == 1 and "checkpoints that do not verify (1 of 2)" in r.stdout, r.stdout + r.stderr
+    assert "corrupt: the files under" in r.stdout
+    r = run_cli("verify", "--repair", cwd=project.root)
+    assert r.returncode == 0, r.stdout + r.stderr
+    run = repo.training_runs(rt.db)[0]
+    assert [c["step"] for c in run["checkpoints"]] == [3] and run["checkpoint_key"] == run["checkpoints"][0]["prefix"]
+    r = run_cli("verify", cwd=project.root)
+    assert r.returncode == 0 and "every training checkpoint verifies (1)" in r.stdout
+
+
 def test_a_non_finite_loss_stops_the_run_naming_the_step() -> None:
     from transformers import TrainerControl, TrainerState
 

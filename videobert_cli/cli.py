@@ -20,6 +20,7 @@ from videobert_cli.printing import print_locations, print_stage_runs
 
 if TYPE_CHECKING:
     from flows.summaries import IngestSummary
+    from videobert.core.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="VideoBERT pipeline.")
 server_app = typer.Typer(no_args_is_help=True, help="The local Prefect server that this data folder's runs share "
@@ -175,7 +176,30 @@ def verify(
     else:
         console.print(f"{len(report.problems)} artifacts do not verify: `videobert verify --repair` marks their "
                       "stages, and the stages that depend on them, to run again")
+    bad_checkpoints = [] if stage else _verify_checkpoints(settings, repair)
+    if (report.problems or bad_checkpoints) and not repair:
         sys.exit(1)  # not typer.Exit: with standalone_mode=False click returns its code, and main() drops it
+
+
+def _verify_checkpoints(settings: Settings, repair: bool) -> list[tuple[str, int, str]]:
+    """The training checkpoints recorded in the database against their content hash in the store; printed."""
+    from videobert.core.runtime import get_runtime
+    from videobert.training.store import verify_checkpoints
+
+    checked, problems = verify_checkpoints(get_runtime(settings), repair)
+    if not checked:
+        return []
+    if not problems:
+        console.print(f"every training checkpoint verifies ({checked})")
+        return []
+    table = Table("run", "step", "problem", title=f"training checkpoints that do not verify ({len(problems)} of {checked})")
+    for key, step, problem in problems[:VERIFY_LISTED]:
+        table.add_row(key[:16], str(step), problem)
+    console.print(table)
+    console.print("taken off their runs' records: a resumed run starts from the newest checkpoint that verifies"
+                  if repair else "`videobert verify --repair` takes them off their runs' records (resuming skips "
+                  "them either way)")
+    return problems
 
 
 def _request_error(error: dict) -> str:

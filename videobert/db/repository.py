@@ -678,6 +678,17 @@ def record_checkpoint(db: Database, run_id: int, *, step: int, prefix: str, sha2
         row.checkpoint_key = prefix
 
 
+def forget_checkpoints(db: Database, run_id: int, steps: list[int]) -> None:
+    """Take the checkpoints of `steps` off a training run's record (they do not verify); the latest is the newest left."""
+    with db.session() as s:
+        row = s.get(TrainingRun, run_id)
+        if row is None:
+            raise SettingsError(f"training run {run_id} does not exist")
+        kept = [c for c in (row.checkpoints or []) if int(c["step"]) not in set(steps)]
+        row.checkpoints = kept
+        row.checkpoint_key = max(kept, key=lambda c: c["step"])["prefix"] if kept else None
+
+
 def drop_training_metrics_after(db: Database, run_id: int, step: int) -> int:
     """Remove a run's figures logged after `step` (a run resumed from that step logs them again); returns how many."""
     with db.session() as s:

@@ -59,3 +59,45 @@ def put_folder(rt: Runtime, kind: str, folder: Path) -> tuple[str, str]:
     for name, _, f in entries:
         rt.store.put_file(keys.dataset_artifact(kind, digest, name.replace("/", SUBFOLDER_SEP)), f)
     return keys.dataset_prefix(kind, digest), digest
+
+
+def folder_problem(rt: Runtime, prefix: str, sha256: str) -> str | None:
+    """What is wrong with a folder recorded under `prefix` with content hash `sha256`: every object read back and
+    hashed as a stream, the folder hash recomputed over their names (a missing, changed or extra file changes it)."""
+    from videobert.core.errors import ObjectNotFoundError
+
+    names = sorted(k[len(prefix):] for k in rt.store.list(prefix))
+    if not names:
+        return f"missing: nothing under {prefix} in {rt.store.describe()}"
+    entries = []
+    for name in names:
+        try:
+            found = rt.store.content_info(prefix + name)
+        except ObjectNotFoundError:
+            return f"missing: {prefix + name} went away while it was read"
+        entries.append((name.replace(SUBFOLDER_SEP, "/"), found.sha256))
+    entries.sort(key=lambda e: Path(e[0]).parts)  # put_folder's order: the files' paths
+    digest = hashlib.sha256("".join(f"{name}\0{sha}\n" for name, sha in entries).encode()).hexdigest()
+    if digest != sha256:
+        return f"corrupt: the files under {prefix} hash to {digest[:16]}, {sha256[:16]} was recorded"
+    return None
+
+
+def verify_checkpoints(rt: Runtime, repair: bool = False) -> tuple[int, list[tuple[str, int, str]]]:
+    """Every training run's recorded checkpoints against their content hash; returns (checked, [(run key, step,
+    problem)]). With `repair`, a checkpoint that does not verify is taken off its run's record (a resumed run then
+    starts from the newest one that does)."""
+    from videobert.db import repository as repo
+
+    checked, problems = 0, []
+    for run in repo.training_runs(rt.db):
+        bad = []
+        for c in run["checkpoints"]:
+            checked += 1
+            problem = folder_problem(rt, c["prefix"], c["sha256"])
+            if problem:
+                problems.append((run["run_key"], int(c["step"]), problem))
+                bad.append(int(c["step"]))
+        if repair and bad:
+            repo.forget_checkpoints(rt.db, run["id"], bad)
+    return checked, problems
