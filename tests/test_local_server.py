@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
+
+import pytest
 
 from videobert.core.processes import owner_id
 from videobert_cli import local_server as ls
@@ -105,3 +110,35 @@ def test_two_commands_starting_together_share_one_server(tmp_path: Path) -> None
             assert len(prefect_servers([data])) == 1
     finally:
         stop_prefect_servers([tmp_path])
+
+
+def test_asking_for_the_ui_does_not_replace_a_plain_server_that_runs_use(tmp_path: Path) -> None:
+    home = (tmp_path / "prefect").resolve()
+    (home / ls.CLIENTS).mkdir(parents=True)
+    # a process that the record's checks take for this home's server (its argv names the module and the home)
+    fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", ls.MODULE, str(home)])
+    try:
+        rec = ls.ServerRecord(fake.pid, 9, str(home), time.time(), ls.IDLE_STOP_S, ls._runtime(), ui=False)
+        (home / ls.RECORD).write_text(json.dumps(asdict(rec)))
+        assert ls.ensure_server(home) == (rec, False)  # no UI asked: the running one is reused
+        (home / ls.CLIENTS / str(os.getpid())).write_text(owner_id())  # a live run uses it
+        with pytest.raises(ls.ServerStartError, match="has no UI or another port, and 1 running commands use it"):
+            ls.ensure_server(home, ui=True)
+        with pytest.raises(ls.ServerStartError, match="has no UI or another port"):
+            ls.ensure_server(home, port=rec.port + 1)
+        assert fake.poll() is None  # left running
+    finally:
+        fake.kill()
+        fake.wait()
+
+
+def test_a_port_in_use_is_refused_before_a_server_is_spawned(tmp_path: Path) -> None:
+    home = (tmp_path / "prefect").resolve()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert not ls.port_is_free(port)
+        with pytest.raises(ls.ServerStartError, match=f"port {port} of 127.0.0.1 is in use"):
+            ls.ensure_server(home, ui=True, port=port)
+    assert ls.read_record(home) is None  # nothing started, nothing recorded

@@ -504,18 +504,31 @@ def prefect_server_status() -> None:
     if rec is None:
         console.print(f"no local Prefect server runs for {home}")
         return
-    console.print(f"local Prefect server: pid {rec.pid}, {rec.api_url}, log {home / LOG}; used by "
-                  f"{len(live_clients(home))} runs now; stops after {rec.idle_stop_s // 60} idle minutes")
+    stops = f"stops after {rec.idle_stop_s // 60} idle minutes" if rec.idle_stop_s else "stops when told"
+    console.print(f"local Prefect server: pid {rec.pid}, {rec.api_url}{f', UI {rec.ui_url}' if rec.ui else ''}, "
+                  f"log {home / LOG}; used by {len(live_clients(home))} runs now; {stops}")
 
 
 @server_app.command("start")
-def prefect_server_start() -> None:
+def prefect_server_start(
+    ui: Annotated[bool, typer.Option(help="Serve Prefect's UI too, with all its background services; it then "
+                                          "stops only when told (`videobert prefect-server stop`).")] = False,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port on 127.0.0.1 (default: a free one).")] = None,
+) -> None:
     """Start this data folder's local Prefect server now (runs start it when they need it, and reuse it)."""
     settings = _settings()
     if settings.prefect_api_url:
         console.print(f"VIDEOBERT_PREFECT_API_URL is set: runs use {settings.prefect_api_url}, not a local server")
         return
-    configure_prefect(settings, say=console.print)
+    if ui or port is not None:
+        from videobert_cli.local_server import IDLE_STOP_S, ensure_server, wait_ready
+
+        rec, _ = ensure_server(_local_server_home(), 0 if ui else IDLE_STOP_S, ui=ui, port=port)
+        wait_ready(rec)
+        if rec.ui:
+            console.print(f"Prefect UI: {rec.ui_url} (`videobert serve` in this folder registers the deployments)")
+    else:
+        configure_prefect(settings, say=console.print)
     prefect_server_status()
 
 

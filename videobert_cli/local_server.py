@@ -55,10 +55,15 @@ class ServerRecord:
     started_at: float
     idle_stop_s: int
     runtime: str = ""  # the Python and Prefect it runs: a server left from before an upgrade is replaced
+    ui: bool = False  # it serves Prefect's UI at `/` (`videobert prefect-server start --ui`)
 
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
 
 def _runtime() -> str:
@@ -139,34 +144,54 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def ensure_server(home: Path, idle_stop_s: int = IDLE_STOP_S) -> tuple[ServerRecord, bool]:
+def port_is_free(port: int) -> bool:
+    """True when nothing listens on `port` of 127.0.0.1."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def ensure_server(home: Path, idle_stop_s: int = IDLE_STOP_S, ui: bool = False,
+                  port: int | None = None) -> tuple[ServerRecord, bool]:
     """The server of `home`, started when none runs; returns it and whether this call started it. It may still
-    be starting: `wait_ready` before using it."""
+    be starting: `wait_ready` before using it. `ui` asks for one that serves Prefect's UI (and `port` for its
+    port): a running server without them is replaced, unless runs use it (ServerStartError)."""
     home = home.resolve()
     with _locked(home):
         rec = read_record(home)
         if rec and is_server_process(rec.pid, home):
-            if rec.runtime == _runtime():
+            fits = (rec.ui or not ui) and port in (None, rec.port)
+            if rec.runtime == _runtime() and fits:
                 return rec, False
-            _terminate(rec.pid)  # started by another Python or Prefect version
-        return _spawn(home, idle_stop_s), True
+            users = live_clients(home)
+            if not fits and users:
+                raise ServerStartError(f"the local Prefect server (pid {rec.pid}, {rec.api_url}) has no UI or another "
+                                       f"port, and {len(users)} running commands use it: stop them, then start it again")
+            _terminate(rec.pid)  # started by another Python or Prefect version, or without the UI asked for
+        if port is not None and not port_is_free(port):
+            raise ServerStartError(f"port {port} of 127.0.0.1 is in use: choose another with --port")
+        return _spawn(home, idle_stop_s, ui, port or _free_port()), True
 
 
 _SPAWNED: list[subprocess.Popen[bytes]] = []
 
 
-def _spawn(home: Path, idle_stop_s: int) -> ServerRecord:
+def _spawn(home: Path, idle_stop_s: int, ui: bool, port: int) -> ServerRecord:
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update({"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONUNBUFFERED": "1"})
-    port = _free_port()
+    argv = [sys.executable, "-m", MODULE, "--home", str(home), "--port", str(port), "--idle-stop", str(idle_stop_s)]
     with open(home / LOG, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", MODULE, "--home", str(home), "--port", str(port), "--idle-stop", str(idle_stop_s)],
+            argv + (["--ui"] if ui else []),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=home,
             start_new_session=True,  # its own session: signals to the run's process group do not reach it
         )
     _SPAWNED.append(proc)  # held, so that Python does not warn about a child still running at exit
-    rec = ServerRecord(proc.pid, port, str(home), time.time(), idle_stop_s, _runtime())
+    rec = ServerRecord(proc.pid, port, str(home), time.time(), idle_stop_s, _runtime(), ui)
     _write_record(home, rec)
     return rec
 
@@ -286,11 +311,42 @@ def stop_reason(home: Path, watch: _IdleWatch, idle_stop_s: int) -> str | None:
     return None
 
 
-def serve(home: Path, port: int, idle_stop_s: int) -> int:
-    """Run the server until stopped, or idle for `idle_stop_s` seconds (0: never); removes its record at exit."""
-    os.environ.update({"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"})
+def immediate_sqlite_transactions() -> None:
+    """Make every transaction of Prefect's SQLite database take the write lock when it begins (`BEGIN IMMEDIATE`).
+
+    Prefect 3.8 begins most of its transactions DEFERRED: creating a flow run from a deployment reads the
+    deployment, then inserts the run. When another connection (a background service, the runner of `videobert
+    serve`, the event persister) commits between that read and the insert, SQLite cannot upgrade the read to a
+    write (WAL's SQLITE_BUSY_SNAPSHOT) and answers "database is locked" at once, without waiting out the busy
+    timeout: the server turns it into `503 Service Unavailable`, which the UI shows as a failed Run (measured
+    here: 35 of 50 runs created back to back were refused). A transaction that takes the write lock first waits
+    for the other writer instead (the busy timeout, 60 s) and never needs an upgrade. Prefect already begins its
+    `with_for_update` transactions so; this makes it the rule. PostgreSQL servers are not concerned."""
+    from prefect.server.database.configurations import AioSqliteConfiguration
+
+    begin = AioSqliteConfiguration.begin_transaction
+    if getattr(begin, "_videobert_immediate", False):
+        return
+
+    def begin_immediate(self, session, with_for_update: bool = False):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202, ARG001
+        return begin(self, session, with_for_update=True)
+
+    begin_immediate._videobert_immediate = True  # type: ignore[attr-defined]
+    AioSqliteConfiguration.begin_transaction = begin_immediate  # type: ignore[method-assign]
+
+
+def serve(home: Path, port: int, idle_stop_s: int, ui: bool = False) -> int:
+    """Run the server until stopped, or idle for `idle_stop_s` seconds (0: never); removes its record at exit.
+    With `ui`, Prefect's UI too and all of Prefect's background services (those `prefect server start` runs);
+    without it, the API only, with the services of Prefect's own temporary server."""
+    if ui:
+        os.environ.update({"PREFECT_UI_ENABLED": "1", "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"})
+    else:
+        os.environ.update({"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"})
     import uvicorn
     from prefect.server.api.server import create_app
+
+    immediate_sqlite_transactions()
 
     watch = _IdleWatch(create_app())
     server = uvicorn.Server(uvicorn.Config(watch, host="127.0.0.1", port=port, log_level="error", lifespan="on",
@@ -322,8 +378,9 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--idle-stop", type=int, default=IDLE_STOP_S)
+    parser.add_argument("--ui", action="store_true", help="serve Prefect's UI too")
     args = parser.parse_args(argv)
-    return serve(args.home, args.port, args.idle_stop)
+    return serve(args.home, args.port, args.idle_stop, args.ui)
 
 
 if __name__ == "__main__":

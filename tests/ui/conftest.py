@@ -1,7 +1,7 @@
 """Fixtures of the browser tests: a Prefect server with its UI, `videobert serve` on it, and headless Chromium.
 
-* The Prefect server is `prefect server start` in its own Prefect home, with the UI on (the suite's `prefect_api`
-  harness serves the API only) and `PREFECT_UI_API_URL` pointing the UI at its own port.
+* The Prefect server is the README's: `videobert prefect-server start --ui` for a data folder of its own (the
+  suite's `prefect_api` harness serves the API only).
 * `videobert serve` registers the deployments with it and runs the flow runs the UI starts, in the project folder.
 * The browser is Debian's `chromium` (scripts/bootstrap.sh installs it), driven by Playwright; Playwright's own
   browser download is never used. A missing browser is a set-up error, like a missing PostgreSQL.
@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,7 +30,6 @@ CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; Playwright drives it t
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 SERVER_START_S = 120  # first start migrates the server's SQLite database: slow on a busy small machine
 SERVE_REGISTER_S = 120
-DATABASE_TIMEOUT_S = 60
 VIEWPORT = {"width": 1280, "height": 800}
 SETTLE_MS = 500  # a page fades in after navigating: let it finish before a screenshot
 _SAVED: list[Path] = []
@@ -72,35 +70,27 @@ class PrefectUI:
 
 @pytest.fixture(scope="module")
 def prefect_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectUI]:
-    """`prefect server start` with the UI, on a free port of 127.0.0.1, in a new Prefect home."""
+    """The README's recipe: `videobert prefect-server start --ui` for a data folder of its own, on a free port of
+    127.0.0.1 (Prefect's server with its UI, on SQLite, every transaction taking the write lock first)."""
     port = free_port()
     server = PrefectUI(f"http://127.0.0.1:{port}")
-    home = tmp_path_factory.mktemp("prefect-ui-home")
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_UI_API_URL": server.api_url,
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           # on a busy machine a request may wait on SQLite's lock longer than the default 10 s (then: 503)
-           "PREFECT_SERVER_DATABASE_TIMEOUT": str(DATABASE_TIMEOUT_S),
+    data = tmp_path_factory.mktemp("prefect-ui-data")
+    env = {**os.environ, "VIDEOBERT_DATA_DIR": str(data),
            "PREFECT_API_LOG_RETRYABLE_ERRORS": "true"}  # why a request was answered 503, in the server's log
-    env.pop("PREFECT_API_URL", None)
-    prefect = Path(sys.executable).with_name("prefect")
-    log = (home / "server.log").open("w")
-    proc = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                            text=True, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    print(f"Prefect server log: {log.name}")
+    for name in ("PREFECT_API_URL", "VIDEOBERT_PREFECT_API_URL", "PREFECT_HOME"):
+        env.pop(name, None)
+    cli = [sys.executable, "-m", "videobert_cli.cli", "prefect-server"]
+    started = subprocess.run([*cli, "start", "--ui", "--port", str(port)], env=env, text=True, capture_output=True,
+                             timeout=SERVER_START_S + 30)
+    log = data / "prefect" / "server.log"
+    print(f"Prefect server log: {log}")
     try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"{server.api_url}/health", timeout=5):
-                    break
-            except (urllib.error.URLError, OSError):
-                assert proc.poll() is None, f"the Prefect server stopped, see {log.name}"
-                assert time.monotonic() < deadline, f"no Prefect server after {SERVER_START_S} s, see {log.name}"
-                time.sleep(0.5)
+        assert started.returncode == 0, f"prefect-server start --ui: {started.stdout}{started.stderr}"
+        with urllib.request.urlopen(f"{server.api_url}/health", timeout=5) as answer:
+            assert answer.status == 200
         yield server
     finally:
-        stop_group(proc)
-        log.close()
+        subprocess.run([*cli, "stop", "--force"], env=env, capture_output=True, timeout=60)
 
 
 @dataclass(frozen=True)
@@ -113,23 +103,29 @@ class Served:
 
 @pytest.fixture
 def served(project: Project, prefect_ui: PrefectUI) -> Iterator[Served]:
-    """`videobert serve` in the project folder, on the UI's server; waits until the ingest deployment is there."""
+    """`videobert serve` in the project folder, on the UI's server; waits until the ingest and train deployments
+    are there."""
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     env = {**os.environ, "VIDEOBERT_PREFECT_API_URL": prefect_ui.api_url, "VIDEOBERT_DATA_DIR": str(project.data),
            "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "videobert_cli.cli", "serve"], cwd=project.root, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    # one flow run at a time: what users start waits its turn instead of loading the machine; its output to a file
+    # (a pipe nobody reads while the test runs would fill up and stop it)
+    log = project.root / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "videobert_cli.cli", "serve", "--limit", "1"],
+                                cwd=project.root, env=env, text=True, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     try:
         deadline = time.monotonic() + SERVE_REGISTER_S
         with temporary_settings({PREFECT_API_URL: prefect_ui.api_url}), get_client(sync_client=True) as client:
             while True:
                 deployments = {d.name: str(d.id) for d in client.read_deployments() if "videobert" in (d.tags or [])}
-                if "ingest" in deployments:
+                if {"ingest", "train"} <= set(deployments):
                     break
-                assert proc.poll() is None, f"videobert serve stopped: {stop_group(proc)}"
-                assert time.monotonic() < deadline, f"no ingest deployment after {SERVE_REGISTER_S} s"
+                assert proc.poll() is None, f"videobert serve stopped: {log.read_text()[-3000:]}"
+                assert time.monotonic() < deadline, f"no ingest and train deployments after {SERVE_REGISTER_S} s"
                 time.sleep(0.5)
         yield Served(proc, deployments)
     finally:
