@@ -110,3 +110,20 @@ def test_evaluation_flow_on_a_known_pattern(project: Project) -> None:
     with pytest.raises(DatasetError, match="codebook"):
         evaluate_flow(str(project.root / "ckpt"), str(project.root / "annotations.json"),
                       str(project.root / "other.json"), str(project.root / "eval2"), str(params))
+    # a video labelled again with another codebook after the index was written (one tokens stage per video: the
+    # new labels replace the old at the same key): refused, naming the video and both codebooks, not other scores
+    vid4 = index["videos"]["vid4"]["key"]
+    relabelled = {**rt.store.get_json(vid4), "codebook": "d" * 64}
+    rt.store.put_json(vid4, relabelled)
+    with pytest.raises(DatasetError, match=f"video vid4: its tokens in the store were made with codebook "
+                                           f"{'d' * 16}, not {CODEBOOK[:16]}"):
+        evaluate_flow(str(project.root / "ckpt"), str(project.root / "annotations.json"),
+                      str(project.root / "tokens.json"), str(project.root / "eval2"), str(params))
+    # tokens of the right codebook that changed since the index recorded their sha256: refused too
+    changed = {**relabelled, "codebook": CODEBOOK, "tokens": relabelled["tokens"][::-1]}
+    rt.store.put_json(vid4, changed)
+    entry = {**index["videos"]["vid4"], "sha256": "0" * 64}
+    (project.root / "recorded.json").write_text(json.dumps({**index, "videos": {**index["videos"], "vid4": entry}}))
+    with pytest.raises(DatasetError, match="video vid4: its tokens changed since the tokens index was written"):
+        evaluate_flow(str(project.root / "ckpt"), str(project.root / "annotations.json"),
+                      str(project.root / "recorded.json"), str(project.root / "eval2"), str(params))

@@ -34,9 +34,11 @@ class CaptionSegment:
         return f"{self.video_id}/{self.segment_id}"
 
 
-def load_segments(rt: Runtime, annotations: dict[str, Any], index: dict[str, Any], subsets: tuple[str, ...]
-                  ) -> tuple[list[CaptionSegment], dict[str, int]]:
-    """The segments of `subsets` with their clips (videos in the file's order), and counts of those left out."""
+def load_segments(rt: Runtime, annotations: dict[str, Any], index: dict[str, Any], subsets: tuple[str, ...],
+                  codebook: str | None = None) -> tuple[list[CaptionSegment], dict[str, int]]:
+    """The segments of `subsets` with their clips (videos in the file's order; tokens of `codebook` when given),
+    and counts of those left out."""
+    from videobert.dataset.tokens import indexed_tokens
     from videobert.db import repository as repo
     from videobert.features.clips import load_features
     from videobert.features.stage import FEATURES, FEATURES_ARTIFACT
@@ -55,8 +57,8 @@ def load_segments(rt: Runtime, annotations: dict[str, Any], index: dict[str, Any
             counts["no_features"] += len(video.segments)
             continue
         feats = load_features(rt.store, view.artifact(FEATURES_ARTIFACT).key, verify=True)
-        doc = rt.store.get_json(ref["key"], verify=True)
-        tokens, start, end = (np.asarray(doc[k]) for k in ("tokens", "start", "end"))  # type: ignore[index]
+        doc = indexed_tokens(rt, video.video_id, ref, codebook)
+        tokens, start, end = (np.asarray(doc[k]) for k in ("tokens", "start", "end"))
         if len(tokens) != len(feats) or not np.allclose(start, feats.start, atol=1e-3):
             counts["tokens_do_not_match_features"] += len(video.segments)
             continue

@@ -33,6 +33,7 @@ from videobert.core.runtime import Runtime
 from videobert.core.storage import keys, sha256_file
 from videobert.dataset.corpus import read_index
 from videobert.dataset.files import DatasetError, staged_dir, write_json
+from videobert.dataset.tokens import index_codebook
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +110,9 @@ def train_row(rt: Runtime, params: CaptionParams, request: CaptionRequest, input
     inference.batch_size = params.videobert_batch_size
     codebook = inference.config.codebook_hash
     index = read_index(Path(request.tokens), "tokens index", "videos")
-    if codebook and index.get("codebook") != codebook:
-        raise DatasetError(f"the tokens index {request.tokens} is for codebook {str(index.get('codebook'))[:16]}, the "
-                           f"model reads codebook {codebook[:16]}: label the videos with the model's codebook")
     annotations = load_annotations(request.annotations)
-    segments, skipped = load_segments(rt, annotations, index, (params.train_subset, params.eval_subset))
+    segments, skipped = load_segments(rt, annotations, index, (params.train_subset, params.eval_subset),
+                                      index_codebook(index, request.tokens, codebook))
     train_set = [s for s in segments if s.subset == params.train_subset]
     eval_set = [s for s in segments if s.subset == params.eval_subset]
     if params.train_videos is not None:

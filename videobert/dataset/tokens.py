@@ -83,3 +83,33 @@ def tokens_index(rt: Runtime, manifest: dict[str, Any], codebook_hash: str) -> d
             continue
         out["videos"][vid] = {**view.artifacts[TOKENS_ARTIFACT], "clips": view.outcome.get("clips")}
     return out
+
+
+def index_codebook(index: dict[str, Any], where: object, codebook: str | None) -> str | None:
+    """The codebook whose ids a tokens index must hold for a model that reads `codebook` (None: any one, the
+    index's own); DatasetError when the index names another."""
+    if codebook and index.get("codebook") != codebook:
+        raise DatasetError(f"the tokens index {where} is for codebook {str(index.get('codebook'))[:16]}, the model "
+                           f"reads codebook {codebook[:16]}: label the videos with the model's codebook "
+                           f"(videobert dataset tokens --codebook {codebook[:16]})")
+    return codebook or index.get("codebook")
+
+
+def indexed_tokens(rt: Runtime, video_id: str, ref: dict[str, Any], codebook: str | None) -> dict[str, Any]:
+    """A video's tokens document as a tokens index lists it, checked: made with `codebook` (when given) and the
+    bytes the index recorded. A video labelled again since the index was written (one tokens stage per video:
+    another codebook's labels replace the last ones) gets DatasetError naming both codebooks, not other scores."""
+    import hashlib
+    import json
+
+    data = rt.store.get_bytes(ref["key"], verify=True)
+    doc = json.loads(data)
+    made_with = str(doc.get("codebook"))
+    if codebook and made_with != codebook:
+        raise DatasetError(f"video {video_id}: its tokens in the store were made with codebook {made_with[:16]}, not "
+                           f"{codebook[:16]} (labelled again since the index was written?): run videobert dataset "
+                           f"tokens --codebook {codebook[:16]}")
+    if ref.get("sha256") and hashlib.sha256(data).hexdigest() != ref["sha256"]:
+        raise DatasetError(f"video {video_id}: its tokens changed since the tokens index was written: run videobert "
+                           "dataset tokens again")
+    return doc

@@ -28,6 +28,7 @@ from videobert.core.runtime import Runtime
 from videobert.core.storage import keys, sha256_file
 from videobert.dataset.corpus import read_index
 from videobert.dataset.files import DatasetError, staged_dir, write_json
+from videobert.dataset.tokens import index_codebook, indexed_tokens
 from videobert.evaluation.text_to_video import text_to_video_scores, token_classes
 
 log = logging.getLogger(__name__)
@@ -92,9 +93,7 @@ def evaluate(rt: Runtime, model_dir: Path, annotations_path: Path, tokens_index_
     inference = VideoBertInference.from_pretrained(model_dir)
     codebook = inference.config.codebook_hash
     index = read_index(tokens_index_path, "tokens index", "videos")
-    if codebook and index.get("codebook") != codebook:
-        raise DatasetError(f"the tokens index {tokens_index_path} is for codebook {str(index.get('codebook'))[:16]}, "
-                           f"the model reads codebook {codebook[:16]}: label the videos with the model's codebook")
+    index_codebook(index, tokens_index_path, codebook)
     annotations = load_annotations(annotations_path)
     all_truths = segment_truths(annotations)
     truths = {key: (t.truth.verb, t.truth.object) for key, t in truths_by_segment(all_truths).items()}
@@ -105,7 +104,8 @@ def evaluate(rt: Runtime, model_dir: Path, annotations_path: Path, tokens_index_
     if not verbs or not objects:
         raise DatasetError(f"no verb or object vocabulary from the {params.vocabulary_subset!r} split of "
                            f"{annotations_path}")
-    segments, counts = _scored_segments(rt, annotations, truths, index, params, set(verbs), set(objects))
+    segments, counts = _scored_segments(rt, annotations, truths, index, params, set(verbs), set(objects),
+                                        index_codebook(index, tokens_index_path, codebook))
     if not segments:
         raise DatasetError(f"no scorable segment in the {params.subset!r} split: {counts} (are the videos' tokens "
                            f"in {tokens_index_path}?)")
@@ -170,9 +170,10 @@ def evaluate(rt: Runtime, model_dir: Path, annotations_path: Path, tokens_index_
 
 
 def _scored_segments(rt: Runtime, annotations: dict[str, Any], truths: dict[tuple[str, int], tuple[Any, Any]],
-                     index: dict[str, Any], params: EvaluateParams, verbs: set[str], objects: set[str]
-                     ) -> tuple[list[ScoredSegment], dict[str, int]]:
-    """The scored split's segments with tokens and an in-vocabulary truth, and counts of those left out."""
+                     index: dict[str, Any], params: EvaluateParams, verbs: set[str], objects: set[str],
+                     codebook: str | None) -> tuple[list[ScoredSegment], dict[str, int]]:
+    """The scored split's segments with tokens (of `codebook`) and an in-vocabulary truth, and counts of those left
+    out."""
     counts = {"no_tokens": 0, "no_clips": 0, "verb_not_in_vocabulary": 0, "object_not_in_vocabulary": 0}
     out: list[ScoredSegment] = []
     for vid in sorted(annotations):
@@ -183,7 +184,7 @@ def _scored_segments(rt: Runtime, annotations: dict[str, Any], truths: dict[tupl
         if ref is None:
             counts["no_tokens"] += len(video.segments)
             continue
-        doc = rt.store.get_json(ref["key"], verify=True)
+        doc = indexed_tokens(rt, vid, ref, codebook)
         for seg in video.segments:
             verb, obj = truths.get((vid, seg.id), (None, None))
             if verb not in verbs:
@@ -238,8 +239,8 @@ def _token_classes(rt: Runtime, codebook: str, index: dict[str, Any], annotation
         ref = index["videos"].get(vid)
         if ref is None or vid not in annotations:
             continue
-        doc = rt.store.get_json(ref["key"], verify=True)
-        clip_times[vid] = (doc["start"], doc["end"])  # type: ignore[index]
+        doc = indexed_tokens(rt, vid, ref, codebook)
+        clip_times[vid] = (doc["start"], doc["end"])
         segments[vid] = [(seg.start, seg.end, truths.get((vid, seg.id))) for seg in annotations[vid].segments]
     return token_classes(pictures, clip_times, segments)
 
