@@ -201,6 +201,37 @@ def test_verify_reads_the_checkpoints_back_and_repair_takes_a_bad_one_off(corpus
     assert r.returncode == 0 and "every training checkpoint verifies (1)" in r.stdout
 
 
+def test_verify_reads_the_final_models_back_and_repair_has_a_bad_one_trained_again(corpus: tuple[Project, dict],
+                                                                                   tmp_path: Path) -> None:
+    """`videobert verify` covers the final models in the store: exit 1 naming a damaged one and its run;
+    `--repair` removes it and marks the run failed; the same training writes it again, and everything verifies."""
+    from tests.test_cli import run_cli
+    from videobert.training.store import MODELS
+
+    project, _ = corpus
+    rt = project.runtime()
+    request = TrainRequest(out_dir=str(tmp_path / "model"))
+    first = train(rt, params(max_steps=4, save_steps=2, eval_steps=4), request)
+    assert first.status == "done" and first.model_prefix
+    r = run_cli("verify", cwd=project.root)
+    assert r.returncode == 0 and "every trained model in the store verifies (1)" in r.stdout, r.stdout + r.stderr
+    stored = rt.store._path(first.model_prefix + "model.safetensors")
+    stored.write_bytes(b"\0" * 4096 + stored.read_bytes()[4096:])
+    r = run_cli("verify", cwd=project.root)
+    assert r.returncode == 1 and "trained models that do not verify (1 of 1)" in r.stdout, r.stdout + r.stderr
+    assert first.run_key[:16] in r.stdout and "corrupt: the files under" in r.stdout
+    r = run_cli("verify", "--repair", cwd=project.root)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert rt.store.list(first.model_prefix) == []
+    run = repo.training_runs(rt.db)[0]
+    assert run["status"] == "failed" and "did not verify" in run["error_message"]
+    again = train(rt, params(max_steps=4, save_steps=2, eval_steps=4), request)
+    assert again.status == "done" and again.run_key == first.run_key
+    assert rt.store.list(f"{MODELS}/") and repo.training_runs(rt.db)[0]["status"] == "done"
+    r = run_cli("verify", cwd=project.root)
+    assert r.returncode == 0 and "every trained model in the store verifies (1)" in r.stdout, r.stdout + r.stderr
+
+
 def test_a_non_finite_loss_stops_the_run_naming_the_step() -> None:
     from transformers import TrainerControl, TrainerState
 

@@ -177,7 +177,8 @@ def verify(
         console.print(f"{len(report.problems)} artifacts do not verify: `videobert verify --repair` marks their "
                       "stages, and the stages that depend on them, to run again")
     bad_checkpoints = [] if stage else _verify_checkpoints(settings, repair)
-    if (report.problems or bad_checkpoints) and not repair:
+    bad_models = [] if stage else _verify_models(settings, repair)
+    if (report.problems or bad_checkpoints or bad_models) and not repair:
         sys.exit(1)  # not typer.Exit: with standalone_mode=False click returns its code, and main() drops it
 
 
@@ -199,6 +200,28 @@ def _verify_checkpoints(settings: Settings, repair: bool) -> list[tuple[str, int
     console.print("taken off their runs' records: a resumed run starts from the newest checkpoint that verifies"
                   if repair else "`videobert verify --repair` takes them off their runs' records (resuming skips "
                   "them either way)")
+    return problems
+
+
+def _verify_models(settings: Settings, repair: bool) -> list[tuple[str, str, str | None]]:
+    """The final models in the store against the content hash their folder names; printed."""
+    from videobert.core.runtime import get_runtime
+    from videobert.training.store import verify_models
+
+    checked, problems = verify_models(get_runtime(settings), repair)
+    if not checked:
+        return []
+    if not problems:
+        console.print(f"every trained model in the store verifies ({checked})")
+        return []
+    table = Table("model", "training run", "problem", title=f"trained models that do not verify ({len(problems)} of "
+                                                           f"{checked})")
+    for prefix, problem, run_key in problems[:VERIFY_LISTED]:
+        table.add_row(prefix, (run_key or "unknown")[:16], problem)
+    console.print(table)
+    console.print("removed from the store, their training runs marked failed: `videobert train` writes them again "
+                  "from the newest checkpoint" if repair else "`videobert verify --repair` removes them and marks "
+                  "their training runs to train again")
     return problems
 
 

@@ -101,3 +101,34 @@ def verify_checkpoints(rt: Runtime, repair: bool = False) -> tuple[int, list[tup
         if repair and bad:
             repo.forget_checkpoints(rt.db, run["id"], bad)
     return checked, problems
+
+
+def verify_models(rt: Runtime, repair: bool = False) -> tuple[int, list[tuple[str, str, str | None]]]:
+    """Every final model in the store (`models/<content hash>/`) against the hash its prefix names; returns
+    (checked, [(prefix, problem, training run key or None)]). With `repair`, a model that does not verify is
+    removed from the store and its training run (named by the model's `run.json`) marked failed, so that the same
+    `videobert train` writes it again from the run's newest checkpoint."""
+    from videobert.core.errors import VideobertError
+    from videobert.db import repository as repo
+    from videobert.db.models import StageStatus
+
+    prefixes = sorted({"/".join(k.split("/")[:2]) + "/" for k in rt.store.list(f"{MODELS}/")})
+    runs = {r["run_key"]: r for r in repo.training_runs(rt.db)}
+    problems: list[tuple[str, str, str | None]] = []
+    for prefix in prefixes:
+        problem = folder_problem(rt, prefix, prefix.split("/")[1])
+        if problem is None:
+            continue
+        try:
+            run_key = str(rt.store.get_json(prefix + "run.json").get("run_key"))  # type: ignore[union-attr]
+        except (VideobertError, ValueError, AttributeError):
+            run_key = None  # run.json itself damaged or gone: the run cannot be named
+        problems.append((prefix, problem, run_key if run_key in runs else None))
+        if repair:
+            for key in rt.store.list(prefix):
+                rt.store.delete(key)
+            if run_key in runs and runs[run_key]["status"] == StageStatus.DONE:
+                repo.finish_training_run(rt.db, runs[run_key]["id"], StageStatus.FAILED,
+                                         error=f"IntegrityError: its final model {prefix} did not verify ({problem}) "
+                                               "and was removed by `videobert verify --repair`: train again to write it")
+    return len(prefixes), problems
