@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -56,6 +56,13 @@ class Database:
         with self.translate_errors():
             with self._sessions.begin() as session:
                 yield session
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A Core connection in one transaction (no ORM: for the hot paths, such as claims): committed on success,
+        rolled back on error."""
+        with self.translate_errors(), self.engine.begin() as conn:
+            yield conn
 
     @contextlib.contextmanager
     def translate_errors(self) -> Iterator[None]:

@@ -92,6 +92,9 @@ class StageRun(Base):
         UniqueConstraint("video_id", "stage", name="uq_stage_runs_video_stage"),
         Index("ix_stage_runs_stage_status", "stage", "status"),
         Index("ix_stage_runs_error_type", "error_type"),
+        # status first: the rows running now (recovery at every run's start), failures by stage and error type
+        # (`videobert status`), without reading the whole table at a million videos (bench/bench_scale.py)
+        Index("ix_stage_runs_status_stage_error", "status", "stage", "error_type"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

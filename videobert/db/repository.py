@@ -8,12 +8,13 @@ that died (same host, process gone) or whose lease expired can be taken over.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import Boolean, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from videobert.core.errors import ClaimLostError, SettingsError, UnknownVideoError
@@ -32,6 +33,7 @@ from videobert.db.models import (
     StageStatus,
     TrainingMetric,
     TrainingRun,
+    UTCDateTime,
     Video,
     utcnow,
 )
@@ -185,7 +187,8 @@ class StageView:
         return ObjectInfo(a["key"], int(a["size"]), a["sha256"])
 
 
-def _claimable(fingerprint: str, now: dt.datetime, retry_permanent: bool, force: bool) -> Any:
+def _claimable(fingerprint: Any, now: Any, retry_permanent: bool, force: bool) -> Any:
+    """The condition under which a row may be claimed with `fingerprint` at `now` (values or bound parameters)."""
     live_running = and_(StageRun.status == StageStatus.RUNNING, StageRun.lease_expires_at > now)
     conditions = [
         StageRun.status == StageStatus.PENDING,
@@ -209,6 +212,49 @@ def _claimable(fingerprint: str, now: dt.datetime, retry_permanent: bool, force:
     if force:
         return ~live_running
     return or_(*conditions)
+
+
+@dataclass(frozen=True)
+class _ClaimStatements:
+    """The statements of a claim and of its end, built once (bound parameters for every value): building and
+    hashing SQLAlchemy expressions on every call cost more CPU than the database spends running them
+    (bench/bench_scale.py)."""
+
+    exists: Any  # the video's id, when registered
+    make_row: Any  # the (video, stage) row, pending, when missing
+    claim: Any  # the conditional UPDATE exactly one caller wins, RETURNING what the Claim needs
+    held: Any  # why a row was not claimable: its status, holder and error type
+    set_state: Any  # the video's last stage event
+    finish: Any  # the claimed row to done or failed, if the claim is still held
+
+
+@functools.cache
+def _statements(dialect: str, retry_permanent: bool, force: bool) -> _ClaimStatements:
+    runs = StageRun.__table__
+    video_id, stage, now = bindparam("p_video_id"), bindparam("p_stage"), bindparam("p_now", type_=UTCDateTime())
+    fingerprint = bindparam("p_fingerprint", type_=runs.c.fingerprint.type)
+    key = and_(StageRun.video_id == video_id, StageRun.stage == stage)
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return _ClaimStatements(
+        exists=select(Video.id).where(Video.id == video_id),
+        make_row=insert(runs).values(video_id=video_id, stage=stage, status=StageStatus.PENDING, attempts=0,
+                                     artifacts={}, outcome={}).on_conflict_do_nothing(),
+        claim=update(runs).where(key, _claimable(fingerprint, now, retry_permanent, force)).values(
+            status=StageStatus.RUNNING, fingerprint=fingerprint, claimed_by=bindparam("p_owner"),
+            claim_token=bindparam("p_token"), lease_expires_at=bindparam("p_lease", type_=UTCDateTime()),
+            attempts=runs.c.attempts + 1, started_at=now, finished_at=None, error_type=None, error_message=None,
+            retryable=None,
+        ).returning(runs.c.fingerprint, runs.c.attempts, runs.c.claimed_by),
+        held=select(runs.c.status, runs.c.claimed_by, runs.c.claim_token, runs.c.error_type).where(key),
+        set_state=update(Video.__table__).where(Video.id == video_id).values(state=bindparam("p_state"),
+                                                                            updated_at=now),
+        finish=update(runs).where(key, StageRun.claim_token == bindparam("p_token"),
+                                  StageRun.status == StageStatus.RUNNING).values(
+            status=bindparam("p_status"), finished_at=now, lease_expires_at=None,
+            artifacts=bindparam("p_artifacts", type_=runs.c.artifacts.type),
+            outcome=bindparam("p_outcome", type_=runs.c.outcome.type), error_type=bindparam("p_error_type"),
+            error_message=bindparam("p_error_message"), retryable=bindparam("p_retryable", type_=Boolean())),
+    )
 
 
 def claim_stage(
@@ -246,31 +292,23 @@ def claim_stage(
         "error_message": None,
         "retryable": None,
     }
-    with db.session() as s:
-        if s.get(Video, video_id) is None:
+    sql = _statements(db.dialect, retry_permanent, force)
+    bound = {"p_video_id": video_id, "p_stage": stage, "p_now": now, "p_fingerprint": fingerprint, "p_owner": owner,
+             "p_token": token, "p_lease": values["lease_expires_at"], "p_state": f"{stage}:{StageStatus.RUNNING}"}
+    # One transaction, one commit: the row made when missing, the conditional UPDATE that exactly one concurrent
+    # caller wins (on PostgreSQL a second caller's UPDATE waits for the first's commit, then finds the row no longer
+    # claimable), and the video's state. A commit is a WAL flush: fewer of them is what claims per second are made of.
+    with db.transaction() as conn:
+        if conn.execute(sql.exists, bound).first() is None:
             raise UnknownVideoError(f"unknown video id {video_id!r}: register it first")
-        s.execute(
-            _insert(db, StageRun)
-            .values(video_id=video_id, stage=stage, status=StageStatus.PENDING, attempts=0, artifacts={}, outcome={})
-            .on_conflict_do_nothing()
-        )
-    with db.session() as s:
-        won = s.execute(
-            update(StageRun)
-            .where(StageRun.video_id == video_id, StageRun.stage == stage)
-            .where(_claimable(fingerprint, now, retry_permanent, force))
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-    if won == 1:
-        return _claim_from_row(db, video_id, stage, token)
+        conn.execute(sql.make_row, bound)
+        won = conn.execute(sql.claim, bound).first()
+        if won is not None:
+            conn.execute(sql.set_state, bound)
+            return Claim(video_id, stage, won.fingerprint, token, won.attempts, won.claimed_by)
+        row = conn.execute(sql.held, bound).one()  # not claimable: why (in the same transaction)
 
-    # Not claimable: say why, and take over a claim whose holder died on this host.
-    with db.session() as s:
-        row = s.execute(
-            select(StageRun.status, StageRun.fingerprint, StageRun.claimed_by, StageRun.claim_token,
-                   StageRun.error_type).where(StageRun.video_id == video_id, StageRun.stage == stage)
-        ).one()
+    # Take over a claim whose holder died on this host; else say why not.
     if row.status == StageStatus.RUNNING and owner_is_dead(row.claimed_by):
         with db.session() as s:
             won = s.execute(
@@ -305,28 +343,19 @@ def _claim_from_row(db: Database, video_id: str, stage: str, token: str) -> Clai
     return Claim(video_id, stage, row.fingerprint, token, row.attempts, row.claimed_by)
 
 
-def _finish(db: Database, claim: Claim, status: StageStatus, **values: Any) -> None:
-    now = utcnow()
-    with db.session() as s:
-        changed = s.execute(
-            update(StageRun)
-            .where(
-                StageRun.video_id == claim.video_id,
-                StageRun.stage == claim.stage,
-                StageRun.claim_token == claim.token,
-                StageRun.status == StageStatus.RUNNING,
-            )
-            .values(status=status, finished_at=now, lease_expires_at=None, **values)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if changed != 1:
+def _finish(db: Database, claim: Claim, status: StageStatus, *, artifacts: dict[str, Any], outcome: dict[str, Any],
+            error_type: str | None = None, error_message: str | None = None, retryable: bool | None = None) -> None:
+    sql = _statements(db.dialect, False, False)
+    bound = {"p_video_id": claim.video_id, "p_stage": claim.stage, "p_token": claim.token, "p_now": utcnow(),
+             "p_status": status, "p_artifacts": artifacts, "p_outcome": outcome, "p_error_type": error_type,
+             "p_error_message": error_message, "p_retryable": retryable, "p_state": f"{claim.stage}:{status}"}
+    with db.transaction() as conn:
+        if conn.execute(sql.finish, bound).rowcount != 1:
             raise ClaimLostError(
                 f"stage {claim.stage} of video {claim.video_id}: the claim was taken over by another worker "
                 "(its lease expired) before this one finished; its result was not recorded"
             )
-        s.execute(
-            update(Video).where(Video.id == claim.video_id).values(state=f"{claim.stage}:{status}", updated_at=now)
-        )
+        conn.execute(sql.set_state, bound)
 
 
 def complete_stage(
