@@ -112,6 +112,18 @@ def db_bytes(url: str, name: str) -> int:
         return conn.execute("SELECT pg_database_size(%s)", (name,)).fetchone()[0]
 
 
+def settled_bytes(url: str, name: str, quiet_s: float = 5.0, timeout_s: float = 120.0) -> int:
+    """The Prefect database's size once the server has written what it was sent (the events of the task runs are
+    persisted in the background, after the flow runs return): unchanged for `quiet_s`."""
+    last, since, deadline = db_bytes(url, name), time.monotonic(), time.monotonic() + timeout_s
+    while time.monotonic() - since < quiet_s and time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = db_bytes(url, name)
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
+
+
 def tree_rss_mb(pid: int) -> float:
     """Resident memory of a process and its children, MB."""
     total = 0
@@ -193,15 +205,20 @@ def main() -> int:
                                              text=True) for s in range(procs)]
                 spans = [line.split()[1:] for c in children for line in c.communicate()[0].splitlines()
                          if line.startswith("SHARD ")]
+                exited = time.time()  # the last process gone: its Prefect client has sent every event
                 codes = [c.returncode for c in children]
-                # from the first flow run's start to the last one's end (the processes' imports left out)
-                wall = max(float(e) for _, e in spans) - min(float(b) for b, _ in spans)
-                grown = db_bytes(url, prefect_name) - before
+                # from the first flow run's start (the processes' imports left out) to the last process's exit: a
+                # flow run returns before its client has sent the task runs' events to the server, and with a
+                # server that falls behind the process waits for them at exit
+                wall = exited - min(float(b) for b, _ in spans)
+                flows_s = max(float(e) for _, e in spans) - min(float(b) for b, _ in spans)
+                grown = settled_bytes(url, prefect_name) - before
                 task_runs = pairs if design == "task-per-stage" else args.videos
                 done = done_pairs(url, tag)
                 rss = tree_rss_mb(server.pid)
                 rows.append((design, procs, wall, task_runs, done, grown, rss, codes))
-                print(f"{design}, {procs} flow-run processes: {wall:.1f} s, {task_runs / wall:.0f} task runs/s, "
+                print(f"{design}, {procs} flow-run processes: {wall:.1f} s (flow runs returned after {flows_s:.1f} s), "
+                      f"{task_runs / wall:.0f} task runs/s, "
                       f"{pairs / wall:.0f} (video, stage)/s, {done}/{pairs} done, Prefect database +"
                       f"{grown / task_runs / 1024:.1f} KiB per task run, server {rss:.0f} MB, exit codes {codes}",
                       flush=True)

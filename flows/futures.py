@@ -16,26 +16,38 @@ from typing import Any, TypeVar
 from prefect.futures import PrefectFuture, as_completed
 
 from flows.progress import reporter
+from videobert.core.stages import NOT_RUN
 
 log = logging.getLogger(__name__)
 
 K = TypeVar("K")
-NOT_RUN = "not run"  # a stage whose input stage failed in this run: no task run at all
 # Errors that no other video can get past: once a stage fails with one, no new video is started, the ones in
 # flight finish, and the run fails naming it (the next run, once the database is back, takes over what was left).
 STOP_RUN_ERRORS = frozenset({"DatabaseUnavailableError"})
 
 
-def next_finished(in_flight: dict[PrefectFuture[Any], K]) -> tuple[K, str, str | None]:
-    """Wait for the first of `in_flight` to finish and remove it; returns its key, its status (a stage result's
-    status, or "failed" when the task raised) and the error type of a failure."""
+def next_finished(in_flight: dict[PrefectFuture[Any], K]) -> tuple[K, list[tuple[str | None, str, str | None]]]:
+    """Wait for the first of `in_flight` to finish and remove it; returns its key and how its stages ended:
+    (stage, status, the error type of a failure) for each, stage None standing for the key's own (a task of one
+    stage). A task that ran several stages of one video (`ingest.task_runs: video`) returns their results, or
+    raises with those that ended before the one that raised (`videobert.ingest.video.VideoStageError`)."""
     future = next(as_completed(list(in_flight)))
     key = in_flight.pop(future)
     outcome = future.result(raise_on_failure=False)
     if isinstance(outcome, dict):
-        return key, outcome["status"], outcome["reason"] if outcome["status"] == "failed" else None
+        return key, [(None, outcome["status"], outcome["reason"] if outcome["status"] == "failed" else None)]
+    if isinstance(outcome, list):
+        return key, [_part(r) for r in outcome]
+    if isinstance(outcome, BaseException) and hasattr(outcome, "stage"):
+        cause = type(getattr(outcome, "cause", outcome)).__name__
+        return key, ([_part(r) for r in outcome.results] + [(outcome.stage, "failed", cause)]
+                     + [(stage, NOT_RUN, None) for stage in getattr(outcome, "remaining", [])])
     # the task raised: retries exhausted on a transient error, or a bug
-    return key, "failed", type(outcome).__name__ if isinstance(outcome, BaseException) else "unknown"
+    return key, [(None, "failed", type(outcome).__name__ if isinstance(outcome, BaseException) else "unknown")]
+
+
+def _part(result: dict[str, Any]) -> tuple[str | None, str, str | None]:
+    return result["stage"], result["status"], result["reason"] if result["status"] == "failed" else None
 
 
 @dataclass
@@ -80,8 +92,9 @@ def run_per_video(
             else:
                 in_flight[submit(vid, stage)] = (vid, stage)
 
-    def finish(vid: str, stage: str, status: str) -> None:
-        out.results[(stage, status)] += 1
+    def finish(vid: str, stage: str, status: str, count: bool = True) -> None:
+        if count:
+            out.results[(stage, status)] += 1
         progress.advance(f"{stage} {vid}: {status}")
         remaining[vid] -= 1
         if remaining[vid] == 0:
@@ -98,15 +111,21 @@ def run_per_video(
                 start_video(*queue.popleft())
             if not in_flight:
                 break
-            (vid, stage), status, error_type = next_finished(in_flight)
-            if error_type:
-                out.errors[(stage, error_type)] += 1
-                out.examples.setdefault((stage, error_type), vid)
-                if error_type in STOP_RUN_ERRORS and not out.stopped_by:
-                    out.stopped_by = error_type
-                    log.warning("%s (%s of %s): no new video is started; the %d in flight finish first",
-                                error_type, stage, vid, len(remaining))
-            finish(vid, stage, status)
+            (vid, stage), parts = next_finished(in_flight)
+            for name, status, error_type in parts:
+                name = name or stage
+                if name != stage:  # one of several stages the task ran: counted here, the task below
+                    out.results[(name, status)] += 1
+                if error_type:
+                    out.errors[(name, error_type)] += 1
+                    out.examples.setdefault((name, error_type), vid)
+                    if error_type in STOP_RUN_ERRORS and not out.stopped_by:
+                        out.stopped_by = error_type
+                        log.warning("%s (%s of %s): no new video is started; the %d in flight finish first",
+                                    error_type, name, vid, len(remaining))
+            own = [status for name, status, _ in parts if name is None]
+            overall = "done" if all(s in ("done", "skipped") for _, s, _ in parts) else "failed"
+            finish(vid, stage, own[0] if own else overall, count=bool(own))
     finally:
         progress.stop()
     if out.stopped_by:

@@ -16,7 +16,7 @@ from flows.ingest_plan import IngestRequest, plan_request
 from flows.inputs import effective_params, with_notes
 from flows.summaries import IngestSummary
 from flows.task_runners import StageRunner, stage_submitter
-from tasks.ingest import configured
+from tasks.ingest import configured, configured_video_task
 from videobert.core.params import ParamsOverride
 from videobert.core.runtime import get_runtime
 
@@ -25,6 +25,7 @@ __all__ = ["INGEST_TASK_THREADS", "IngestRequest", "ingest", "run_ingest"]
 # Threads of the flow's task runner: at most `concurrency` videos are in flight, each with at most two stages
 # running at once (download and transcript), so this only has to stay above twice any sensible concurrency.
 INGEST_TASK_THREADS = 64
+VIDEO_TASK = "video"  # the one planned step of a video whose stages run in one task run (ingest.task_runs: video)
 
 
 @flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=INGEST_TASK_THREADS), log_prints=False,
@@ -61,12 +62,19 @@ def ingest(request: IngestRequest = IngestRequest(), params_file: str = "params.
         extractor = rt.extractor(params.features)
         logger.info("features: %s (%s-d) on %s", extractor.identity(), extractor.dim, extractor.device())
 
-    tasks = configured(params)
     kwargs = {"params": params, "force": opts.force, "retry_permanent": opts.retry_permanent}
     concurrency = request.concurrency or params.ingest.concurrency
     with stage_submitter(task_runner, concurrency) as submit:
-        outcomes = run_per_video(plan.todo, lambda vid, stage: submit(tasks[stage], vid, **kwargs), plan.upstream,
-                                 concurrency, "ingest")
+        if params.ingest.task_runs == "video":  # one task run per video, its stages in order inside it
+            video = configured_video_task(params)
+            outcomes = run_per_video({vid: [VIDEO_TASK] for vid in plan.todo},
+                                     lambda vid, _: submit(video, vid, stages=plan.todo[vid],
+                                                           upstream=plan.upstream(vid), **kwargs),
+                                     {}, concurrency, "ingest")
+        else:
+            tasks = configured(params)
+            outcomes = run_per_video(plan.todo, lambda vid, stage: submit(tasks[stage], vid, **kwargs),
+                                     plan.upstream, concurrency, "ingest")
     summary.add_outcomes(outcomes)
     logger.info("ingest finished: %s", summary.results or "nothing to do")
     if summary.top_errors:

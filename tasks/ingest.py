@@ -12,6 +12,7 @@ from videobert.core.runtime import get_runtime
 from videobert.core.stages import StageOptions
 from videobert.features.stage import run_features
 from videobert.ingest.stages import run_download, run_punctuate, run_transcript
+from videobert.ingest.video import run_video
 
 
 def _opts(force: bool, retry_permanent: bool) -> StageOptions:
@@ -40,6 +41,20 @@ def punctuate_task(video_id: str, params: Params, force: bool = False, retry_per
 def features_task(video_id: str, params: Params, force: bool = False, retry_permanent: bool = False) -> dict[str, Any]:
     """Clip features and middle frames of one video."""
     return as_dict(run_features(get_runtime(), video_id, params, _opts(force, retry_permanent)))
+
+
+@task(name="video", task_run_name="ingest-{video_id}", **TASK_OPTIONS)
+def video_task(video_id: str, stages: list[str], upstream: dict[str, str], params: Params, force: bool = False,
+               retry_permanent: bool = False) -> list[dict[str, Any]]:
+    """One video's planned stages in order, in this one task run (`ingest.task_runs: video`)."""
+    return run_video(get_runtime(), video_id, stages, params, _opts(force, retry_permanent), upstream)
+
+
+def configured_video_task(params: Params) -> Any:
+    """The per-video task with the most retries of its stages, the download's first delay."""
+    retries = max(params.download.task_retries, params.transcript.task_retries, PUNCTUATE_RETRIES[0],
+                  FEATURES_RETRIES[0])
+    return video_task.with_options(**backoff(retries, params.download.retry_backoff_s))
 
 
 def configured(params: Params) -> dict[str, Any]:

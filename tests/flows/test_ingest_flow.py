@@ -129,3 +129,33 @@ def test_a_tf_hub_model_that_cannot_be_had_stops_the_flow_before_any_task(projec
     assert str(missing) in str(err.value) and str(tfhub_cache_path(str(missing), str(project.root / "tfhub"))) in str(err.value)
     assert task_run_names(str(state.state_details.flow_run_id), 0, settle_s=1.0) == []  # no task at all, not one per video
     assert repo.stage_views(project.runtime().db, ["download", "transcript", "punctuate", "features"]) == {}
+
+
+def test_one_task_run_per_video_records_every_stage_as_the_per_stage_runs_do(project: Project) -> None:
+    """`ingest.task_runs: video`: one Prefect task run per video runs its stages in order; the summary, the stage
+    rows and the re-run rules are those of one task run per (video, stage)."""
+    videos = _videos(project.root / "videos")
+    params = project.write_params(BASELINE + "ingest:\n  task_runs: video\n")
+    s1 = ingest(request=IngestRequest(local_dir=str(videos)), params_file=str(params))
+    assert s1.results == {
+        "download": {"done": 2, "failed": 2}, "features": {"done": 2, "not run": 2},
+        "punctuate": {"done": 4}, "transcript": {"done": 4},
+    }
+    assert ("download", "CorruptVideoError", 2) in [(e.stage, e.error_type, e.count) for e in s1.top_errors]
+    assert sorted(task_run_names(s1.flow_run_id, 4)) == [f"ingest-{v}" for v in ("alpha", "bravo", "corrupt", "empty")]
+    rt = project.runtime()
+    views = repo.stage_views(rt.db, ["download", "transcript", "punctuate", "features"])
+    assert {k for k, v in views.items() if v.status == "done"} == (
+        {(v, s) for v in ("alpha", "bravo", "corrupt", "empty") for s in ("transcript", "punctuate")}
+        | {(v, s) for v in ("alpha", "bravo") for s in ("download", "features")})
+    assert ("corrupt", "features") not in views  # not attempted: its download failed
+
+    s2 = ingest(request=IngestRequest(local_dir=str(videos)), params_file=str(params))  # nothing changed
+    assert task_run_names(s2.flow_run_id, 0) == [] and not s2.results
+    make_video(videos / "alpha.mp4", seconds=3, size="160x120")  # one video changes: one task run, its stages
+    s3 = ingest(request=IngestRequest(local_dir=str(videos)), params_file=str(params))
+    assert task_run_names(s3.flow_run_id, 1) == ["ingest-alpha"]
+    # (its transcript is heard again from the new file and is the same: its punctuation is up to date, as with
+    # one task run per stage)
+    assert s3.results == {"download": {"done": 1}, "transcript": {"done": 1}, "punctuate": {"skipped": 1},
+                          "features": {"done": 1}}

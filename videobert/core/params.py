@@ -401,6 +401,11 @@ class IngestParams(_Section):
 
     concurrency: int = Field(4, ge=1, le=256, description="videos in flight at once (at most 256: each holds a "
                              "decoder, a model call's batch and a database connection)")
+    task_runs: Literal["stage", "video"] = Field(
+        "stage", description="one Prefect task run per (video, stage), each visible and retried on its own, or one "
+        "per video running its stages in order (retried whole: its done stages are then skipped); the database "
+        "tracks every (video, stage) either way. Per video: 2.2x the throughput and a quarter of the Prefect "
+        "database per (video, stage), measured (docs/SCALING.md): the choice for runs of many thousand videos")
 
 
 class Params(_Section):

@@ -76,6 +76,7 @@ class StageOptions:
 
 
 DEFAULT_OPTIONS = StageOptions()
+NOT_RUN = "not run"  # a stage whose input stage failed in this run: it was not attempted
 
 
 @dataclass(frozen=True)
