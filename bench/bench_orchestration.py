@@ -145,6 +145,7 @@ def tree_rss_mb(pid: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=1000)
+    parser.add_argument("--processes", default=",".join(map(str, PROCESSES)), help="flow-run process counts")
     parser.add_argument("--shard", nargs=5, metavar=("DESIGN", "SHARD", "SHARDS", "VIDEOS", "TAG"),
                         help=argparse.SUPPRESS)  # a child process: run one shard's flow
     args = parser.parse_args()
@@ -196,7 +197,7 @@ def main() -> int:
 
         rows = []
         for design in ("task-per-stage", "task-per-video"):
-            for procs in PROCESSES:
+            for procs in [int(p) for p in args.processes.split(",")]:
                 tag = f"{design[9]}{procs}x"
                 register(url, tag, args.videos)
                 before = db_bytes(url, prefect_name)
@@ -226,7 +227,7 @@ def main() -> int:
         print("| design | flow-run processes | wall s | task runs/s | (video, stage)/s | vs the loop | ms per "
               "(video, stage) beyond the loop | Prefect DB per (video, stage) | server RSS |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-        for design, procs, wall, task_runs, done, grown, rss, _ in rows:
+        for design, procs, wall, task_runs, _done, grown, rss, _ in rows:
             extra_ms = (wall - base_s) / pairs * 1000
             print(f"| {design} | {procs} | {wall:.1f} | {task_runs / wall:.0f} | {pairs / wall:.0f} | "
                   f"{base_s / wall:.2f}x | {extra_ms:.1f} | {grown / pairs / 1024:.1f} KiB | {rss:.0f} MB |")
