@@ -146,6 +146,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=1000)
     parser.add_argument("--processes", default=",".join(map(str, PROCESSES)), help="flow-run process counts")
+    parser.add_argument("--designs", default="task-per-stage,task-per-video", help="designs to measure")
     parser.add_argument("--shard", nargs=5, metavar=("DESIGN", "SHARD", "SHARDS", "VIDEOS", "TAG"),
                         help=argparse.SUPPRESS)  # a child process: run one shard's flow
     args = parser.parse_args()
@@ -196,7 +197,7 @@ def main() -> int:
               f"{base_s / pairs * 1000:.2f} ms each")
 
         rows = []
-        for design in ("task-per-stage", "task-per-video"):
+        for design in args.designs.split(","):
             for procs in [int(p) for p in args.processes.split(",")]:
                 tag = f"{design[9]}{procs}x"
                 register(url, tag, args.videos)
@@ -208,6 +209,10 @@ def main() -> int:
                          if line.startswith("SHARD ")]
                 exited = time.time()  # the last process gone: its Prefect client has sent every event
                 codes = [c.returncode for c in children]
+                if len(spans) < procs:  # a flow run failed: say so (the server's log says why) and go on
+                    print(f"{design}, {procs} flow-run processes: {procs - len(spans)} of {procs} flow runs failed "
+                          f"(exit codes {codes}); the server's log: {home / 'server.log'}", flush=True)
+                    continue
                 # from the first flow run's start (the processes' imports left out) to the last process's exit: a
                 # flow run returns before its client has sent the task runs' events to the server, and with a
                 # server that falls behind the process waits for them at exit
