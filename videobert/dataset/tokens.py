@@ -3,6 +3,8 @@ clip times), fingerprinted with the codebook hash; and the index of every manife
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 import numpy as np
@@ -99,9 +101,6 @@ def indexed_tokens(rt: Runtime, video_id: str, ref: dict[str, Any], codebook: st
     """A video's tokens document as a tokens index lists it, checked: made with `codebook` (when given) and the
     bytes the index recorded. A video labelled again since the index was written (one tokens stage per video:
     another codebook's labels replace the last ones) gets DatasetError naming both codebooks, not other scores."""
-    import hashlib
-    import json
-
     data = rt.store.get_bytes(ref["key"], verify=True)
     doc = json.loads(data)
     made_with = str(doc.get("codebook"))

@@ -63,8 +63,9 @@ class NewVideo:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _insert(db: Database, table: Any) -> Any:
-    return (postgresql.insert if db.dialect == "postgresql" else sqlite.insert)(table)
+def _insert(dialect: str, table: Any) -> Any:
+    """An INSERT of the dialect that knows ON CONFLICT (PostgreSQL's or SQLite's)."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 def register_videos(db: Database, videos: Iterable[NewVideo]) -> tuple[int, int]:
@@ -90,7 +91,7 @@ def register_videos(db: Database, videos: Iterable[NewVideo]) -> tuple[int, int]
     added = 0
     with db.session() as s:
         for chunk in _chunks(rows):
-            stmt = _insert(db, Video).values(chunk).on_conflict_do_nothing().returning(Video.id)
+            stmt = _insert(db.dialect, Video).values(chunk).on_conflict_do_nothing().returning(Video.id)
             added += len(s.execute(stmt).all())
     return added, len(rows) - added
 
@@ -234,10 +235,9 @@ def _statements(dialect: str, retry_permanent: bool, force: bool) -> _ClaimState
     video_id, stage, now = bindparam("p_video_id"), bindparam("p_stage"), bindparam("p_now", type_=UTCDateTime())
     fingerprint = bindparam("p_fingerprint", type_=runs.c.fingerprint.type)
     key = and_(StageRun.video_id == video_id, StageRun.stage == stage)
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return _ClaimStatements(
         exists=select(Video.id).where(Video.id == video_id),
-        make_row=insert(runs).values(video_id=video_id, stage=stage, status=StageStatus.PENDING, attempts=0,
+        make_row=_insert(dialect, runs).values(video_id=video_id, stage=stage, status=StageStatus.PENDING, attempts=0,
                                      artifacts={}, outcome={}).on_conflict_do_nothing(),
         claim=update(runs).where(key, _claimable(fingerprint, now, retry_permanent, force)).values(
             status=StageStatus.RUNNING, fingerprint=fingerprint, claimed_by=bindparam("p_owner"),
@@ -584,7 +584,7 @@ def register_index(db: Database, kind: str, content_hash: str, *, store_key: str
         # Insert-or-ignore, then mark used: two workers registering the same content at once both succeed (a
         # read-then-insert let the second fail on the unique constraint).
         now = utcnow()
-        s.execute(_insert(db, DatasetIndex).values(
+        s.execute(_insert(db.dialect, DatasetIndex).values(
             kind=kind, content_hash=content_hash, store_key=store_key, summary=summary, manifest_hash=manifest_hash,
             codebook_hash=codebook_hash, used_at=now).on_conflict_do_nothing(index_elements=["kind", "content_hash"]))
         s.execute(update(DatasetIndex).where(DatasetIndex.kind == kind, DatasetIndex.content_hash == content_hash)

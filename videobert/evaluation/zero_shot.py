@@ -93,7 +93,7 @@ def evaluate(rt: Runtime, model_dir: Path, annotations_path: Path, tokens_index_
     inference = VideoBertInference.from_pretrained(model_dir)
     codebook = inference.config.codebook_hash
     index = read_index(tokens_index_path, "tokens index", "videos")
-    index_codebook(index, tokens_index_path, codebook)
+    tokens_codebook = index_codebook(index, tokens_index_path, codebook)  # before anything else is read
     annotations = load_annotations(annotations_path)
     all_truths = segment_truths(annotations)
     truths = {key: (t.truth.verb, t.truth.object) for key, t in truths_by_segment(all_truths).items()}
@@ -105,7 +105,7 @@ def evaluate(rt: Runtime, model_dir: Path, annotations_path: Path, tokens_index_
         raise DatasetError(f"no verb or object vocabulary from the {params.vocabulary_subset!r} split of "
                            f"{annotations_path}")
     segments, counts = _scored_segments(rt, annotations, truths, index, params, set(verbs), set(objects),
-                                        index_codebook(index, tokens_index_path, codebook))
+                                        tokens_codebook)
     if not segments:
         raise DatasetError(f"no scorable segment in the {params.subset!r} split: {counts} (are the videos' tokens "
                            f"in {tokens_index_path}?)")
